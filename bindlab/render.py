@@ -1,0 +1,209 @@
+"""Rendering: scene table -> uint8 image array, with Pillow.
+
+Every (shape, size, texture) has a fixed look, so its anti-aliased masks are drawn once per process
+at `supersample` times the resolution and reduced (box filter) to the image size; an image is then a
+few masked pastes at whole-pixel positions. Chunks of scenes render in worker processes straight into
+one memory-mapped .npy, so the bytes do not depend on the worker count.
+"""
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from PIL import Image, ImageDraw
+
+from bindlab import look
+from bindlab.io import atomic_path
+from bindlab.params import Params
+from bindlab.paths import DataPaths
+
+BACKGROUND = (0, 0, 0)
+SHADE = 0.4  # the second tone of a textured object is its colour darkened to this factor
+TEXTURE_PERIOD = 4.0  # pixels per texture cycle at 64 px; scales with the image size
+
+
+def _texture_mask(texture: str, size: int, ss: int, image_size: int) -> np.ndarray:
+    """Boolean (size, size) array at supersampled resolution: True where the second tone goes."""
+    period = TEXTURE_PERIOD * image_size / 64 * ss
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    if texture == "plain":
+        return np.zeros((size, size), dtype=bool)
+    if texture == "striped":
+        return ((xx + yy) % period) < period / 2
+    if texture == "checkered":
+        cell = period * 0.75
+        return ((xx // cell + yy // cell) % 2).astype(bool)
+    if texture == "dotted":
+        period *= 1.25  # wider spacing so each dot stays round after downsampling
+        c = (size / 2) % period  # dots centred on the object
+        return np.hypot((xx - c) % period - period / 2, (yy - c) % period - period / 2) < period * 0.3
+    raise ValueError(f"unknown texture {texture!r}")
+
+
+@lru_cache(maxsize=None)
+def object_masks(shape: str, radius_px: float, texture: str, ss: int, image_size: int) -> tuple[int, Image.Image, Image.Image]:
+    """(box side, primary-tone mask, second-tone mask) at image resolution, anti-aliased."""
+    side = int(math.ceil(2 * radius_px)) + 2
+    big = side * ss
+    c, r = big / 2, radius_px * ss
+    silhouette = Image.new("L", (big, big), 0)
+    draw = ImageDraw.Draw(silhouette)
+    pts = look.SHAPES[shape]
+    if pts is None:
+        draw.ellipse((c - r, c - r, c + r, c + r), fill=255)
+    else:
+        draw.polygon([(c + px * r, c + py * r) for px, py in pts], fill=255)
+    sil = np.asarray(silhouette) > 127
+    second = _texture_mask(texture, big, ss, image_size) & sil
+    primary = sil & ~second
+
+    def reduce(mask: np.ndarray) -> Image.Image:  # box filter: the anti-aliasing
+        img = Image.fromarray((mask * 255).astype(np.uint8))
+        return img.reduce(ss) if ss > 1 else img
+
+    return side, reduce(primary), reduce(second)
+
+
+class _Job:
+    """What a worker needs: per-object arrays, shared with forked workers without pickling."""
+
+    BLOCK = 256  # images drawn on one tall canvas, converted to numpy in one go
+
+    def __init__(self, params: Params, scenes: pl.DataFrame, out: Path):
+        r = params.render
+        self.image_size, self.ss = r.image_size, r.supersample
+        self.out = out
+        self.write = True  # False only to benchmark rendering without the file writes
+        s = r.image_size
+        self.shapes = scenes["shape"].to_list()
+        self.textures = scenes["texture"].to_list()
+        self.colors = [look.COLORS[c] for c in scenes["color"].to_list()]
+        self.shades = [tuple(int(v * SHADE) for v in c) for c in self.colors]
+        self.radius_px = (scenes["radius"].to_numpy() * s).astype(np.float64).tolist()
+        self.cx = (scenes["x"].to_numpy().astype(np.float64) * s).tolist()
+        self.cy = (scenes["y"].to_numpy().astype(np.float64) * s).tolist()
+        ids = scenes["scene_id"].to_numpy()
+        self.n = int(ids.max()) + 1 if len(ids) else 0
+        self.bounds = np.searchsorted(ids, np.arange(self.n + 1)).tolist()
+
+    def draw(self, canvas: Image.Image, i: int, top: int) -> None:
+        """Draw scene i onto the canvas with its top edge at row `top`."""
+        s = self.image_size
+        for k in range(self.bounds[i], self.bounds[i + 1]):
+            side, primary, second = object_masks(self.shapes[k], self.radius_px[k], self.textures[k], self.ss, s)
+            x0 = int(round(self.cx[k] - side / 2))
+            y0 = top + int(round(self.cy[k] - side / 2))
+            box = (x0, y0, x0 + side, y0 + side)
+            canvas.paste(self.colors[k], box, primary)
+            if self.textures[k] != "plain":
+                canvas.paste(self.shades[k], box, second)
+
+    def render(self, i: int) -> Image.Image:
+        canvas = Image.new("RGB", (self.image_size, self.image_size), BACKGROUND)
+        self.draw(canvas, i, 0)
+        return canvas
+
+    def render_range(self, lo: int, hi: int) -> None:
+        # A padding band between images catches the sub-pixel anti-aliased edge a rounded position
+        # can push out of its image, so each image equals its stand-alone render.
+        # Plain positional writes into the .npy: much cheaper than page faults on a memory map.
+        s, pad = self.image_size, 2
+        image_bytes = s * s * 3
+        fd = os.open(self.out, os.O_WRONLY)
+        try:
+            for a in range(lo, hi, self.BLOCK):
+                b = min(a + self.BLOCK, hi)
+                canvas = Image.new("RGB", (s, (s + 2 * pad) * (b - a)), BACKGROUND)
+                for i in range(a, b):
+                    self.draw(canvas, i, (i - a) * (s + 2 * pad) + pad)
+                block = np.ascontiguousarray(np.asarray(canvas).reshape(b - a, s + 2 * pad, s, 3)[:, pad:pad + s])
+                if self.write:
+                    os.pwrite(fd, block.data, self.offset + a * image_bytes)
+        finally:
+            os.close(fd)
+
+
+_JOB: _Job | None = None
+
+
+def _work(span: tuple[int, int]) -> int:
+    _JOB.render_range(*span)
+    return span[1] - span[0]
+
+
+def render_to_npy(params: Params, scenes: pl.DataFrame, out: str | Path, workers: int | None = None,
+                  progress: bool = True, _write: bool = True) -> None:
+    """Render every scene of the table (scene_id 0..n-1) into `out` (.npy, uint8 N,H,W,3), atomically."""
+    global _JOB
+    from tqdm import tqdm
+
+    workers = workers or params.render.workers
+    scenes = scenes.sort(["scene_id", "obj"])
+    s = params.render.image_size
+    with atomic_path(out) as tmp:
+        job = _Job(params, scenes, tmp)
+        header = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(job.n, s, s, 3))
+        job.offset = header.offset
+        job.write = _write
+        del header
+        chunk = params.render.chunk
+        spans = [(lo, min(lo + chunk, job.n)) for lo in range(0, job.n, chunk)]
+        bar = tqdm(total=job.n, desc=f"render {Path(out).name}", unit="img", disable=not progress)
+        _JOB = job
+        try:
+            if workers == 1 or len(spans) <= 1:
+                for span in spans:
+                    bar.update(_work(span))
+            else:
+                with mp.get_context("fork").Pool(workers) as pool:
+                    for done in pool.imap_unordered(_work, spans):
+                        bar.update(done)
+        finally:
+            _JOB = None
+            bar.close()
+
+
+def contact_sheet(images: np.ndarray, captions: list[str], out: str | Path, cols: int = 4,
+                  scale: int = 3, title: str | None = None) -> None:
+    """A PNG grid of images (upscaled, nearest) with their captions underneath, for people."""
+    from PIL import ImageFont
+    import textwrap
+
+    n = len(images)
+    side = images.shape[1] * scale
+    font = ImageFont.load_default(size=13)
+    wrap = max(16, side // 7)
+    lines = [textwrap.wrap(c, wrap) for c in captions]
+    text_h = 16 * max(len(l) for l in lines) + 8
+    rows = math.ceil(n / cols)
+    head = 24 if title else 0
+    sheet = Image.new("RGB", (cols * (side + 8) + 8, head + rows * (side + text_h + 8) + 8), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    if title:
+        draw.text((8, 4), title, fill=(0, 0, 0), font=font)
+    for i in range(n):
+        x = 8 + (i % cols) * (side + 8)
+        y = head + 8 + (i // cols) * (side + text_h + 8)
+        sheet.paste(Image.fromarray(np.ascontiguousarray(images[i])).resize((side, side), Image.NEAREST), (x, y))
+        for j, line in enumerate(lines[i]):
+            draw.text((x, y + side + 4 + 16 * j), line, fill=(0, 0, 0), font=font)
+    with atomic_path(out) as tmp:
+        sheet.save(tmp, format="PNG")
+
+
+def render_stage(params: Params, paths: DataPaths, scene_set: str, workers: int | None = None) -> None:
+    from bindlab.captions import full_captions
+    from bindlab.scenes import load_scenes
+
+    scenes = load_scenes(paths.scenes(scene_set))
+    render_to_npy(params, scenes, paths.images(scene_set), workers=workers)
+    images = np.load(paths.images(scene_set), mmap_mode="r")
+    first = scenes.filter(pl.col("scene_id") < 16)
+    contact_sheet(images[:16], full_captions(params, first), paths.contact_sheet(scene_set),
+                  title=f"scene set {scene_set!r}: first 16 scenes and their complete captions")
+    print(f"rendered {len(images)} images {images.shape[1:]} -> {paths.images(scene_set)}")
