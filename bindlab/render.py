@@ -18,6 +18,7 @@ import polars as pl
 from PIL import Image, ImageDraw
 
 from bindlab import look
+from bindlab.errors import StageError
 from bindlab.io import atomic_path
 from bindlab.params import Params
 from bindlab.paths import DataPaths
@@ -88,6 +89,13 @@ class _Job:
         self.cx = (scenes["x"].to_numpy().astype(np.float64) * s).tolist()
         self.cy = (scenes["y"].to_numpy().astype(np.float64) * s).tolist()
         ids = scenes["scene_id"].to_numpy()
+        # Each image is drawn inside a band of a tall canvas; an object outside its image would
+        # bleed into the neighbour's band, so such a scene table is refused.
+        x, y, rad = (scenes[c].to_numpy() for c in ("x", "y", "radius"))
+        outside = (x - rad < -0.01) | (x + rad > 1.01) | (y - rad < -0.01) | (y + rad > 1.01)
+        if outside.any():
+            raise StageError(f"scene {int(ids[outside.argmax()])}: an object lies outside the image "
+                             f"(x={x[outside.argmax()]:.3f}, y={y[outside.argmax()]:.3f}, radius={rad[outside.argmax()]:.3f})")
         self.n = int(ids.max()) + 1 if len(ids) else 0
         self.bounds = np.searchsorted(ids, np.arange(self.n + 1)).tolist()
 
