@@ -4,7 +4,10 @@ PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: study test venv
+# PROFILE=quick|gpu runs the study as a DVC experiment with that params profile (params.yaml `profiles`).
+PROFILE ?=
+
+.PHONY: study test venv ui
 
 $(PY): pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,7 +18,12 @@ $(PY): pyproject.toml
 venv: $(PY)
 
 study: $(PY)
-	dvc repro
+	$(if $(PROFILE),dvc exp run -S profile=$(PROFILE),dvc repro)
+	$(PY) -m bindlab.cli report --readme README.md
+
+# The UI: local Prefect server on 127.0.0.1:4200 (home .prefect/) serving the study's deployments.
+ui: $(PY)
+	$(PY) -m flows.serve --port 4200
 
 test: $(PY)
 	$(PY) -m pytest -q

@@ -69,8 +69,16 @@ def _digest(path: Path) -> str:
     return h.hexdigest()
 
 
-BENCHES = {"render": bench_render, "captions": bench_captions}
+def bench_validate(params: Params, n: int) -> None:
+    from bindlab.bench_validate import bench_validate as run_it
+    run_it(params, n)
+
+
+BENCHES = {"render": bench_render, "captions": bench_captions, "validate": bench_validate}
 
 
 def run(what: str, params: Params, args) -> None:
+    if what in ("train", "eval", "binding"):  # training benchmarks live in bench_train (issue 4)
+        from bindlab import bench_train
+        return bench_train.run(what, params, args)
     BENCHES[what](params, args.n)

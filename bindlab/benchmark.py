@@ -8,15 +8,13 @@ overlap and stays inside the image.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from bindlab.captions import caption_text, describe, matches, objects_of, swap_is_false
-from bindlab.io import write_parquet
+from bindlab.io import atomic_dir, write_parquet
 from bindlab.params import Params, parse_combo
 from bindlab.paths import DataPaths
 from bindlab.render import contact_sheet, render_to_npy
@@ -132,20 +130,13 @@ def benchmark_stage(params: Params, paths: DataPaths, workers: int | None = None
 
     # Build the whole folder aside, then move it into place: never a half-written benchmark.
     out = paths.benchmark
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".benchmark.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         write_parquet(scenes, tmp / "scenes.parquet")
         write_parquet(items, tmp / "items.parquet")
         write_parquet(probes, tmp / "probes.parquet")
         render_to_npy(params, scenes, tmp / "images.npy", workers=workers)
         render_to_npy(params, cf_scenes, tmp / "counterfactual.npy", workers=workers)
         _benchmark_sheet(params, scenes, items, tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     counts = items.group_by("swap").len().sort("swap")
     print(f"benchmark: {spec.n} images, {len(items)} swap items "
           f"({', '.join(f'{s} {n}' for s, n in counts.iter_rows())}), {items['unseen'].sum()} unseen, "

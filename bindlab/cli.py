@@ -48,6 +48,61 @@ def _benchmark(args) -> None:
     benchmark_stage(params, paths, workers=args.workers)
 
 
+# --- caption statistics, validation, audit (issue 3) ---------------------------------------------
+
+def _stats(args) -> None:
+    from bindlab.stats import stats_stage
+    params, paths = _ctx(args)
+    stats_stage(params, paths, args.variant)
+
+
+def _validate(args) -> None:
+    from bindlab import validate
+    params, paths = _ctx(args)
+    if args.variant:
+        validate.validate_variant(params, paths, args.variant)
+    elif args.scenes:
+        validate.validate_scenes(params, paths, args.scenes)
+    else:
+        validate.validate_benchmark(params, paths)
+
+
+def _audit(args) -> None:
+    from bindlab import audit
+    params, paths = _ctx(args)
+    if args.variant:
+        audit.audit_variant(params, paths, args.variant)
+    else:
+        audit.audit_overview(params, paths)
+
+
+# --- training and evaluation (issue 4) ------------------------------------------------------------
+
+def _train(args) -> None:
+    from bindlab.train import train_stage
+    params, paths = _ctx(args)
+    train_stage(params, paths, args.variant, args.seed, fresh=args.fresh, threads=args.threads,
+                progress=not args.no_progress, require_validation=not args.unvalidated)
+
+
+def _evaluate(args) -> None:
+    from bindlab.evaluate import evaluate_stage
+    params, paths = _ctx(args)
+    r = evaluate_stage(params, paths, args.variant, args.seed, checkpoint=args.checkpoint,
+                       model_name=args.model, out=args.out, threads=args.threads)
+    print(f"evaluate {r['variant'] or r['model']}: i2t pairwise {r['i2t_pairwise']:.3f}  strict "
+          f"{r['i2t_strict']:.3f} (chance {r['chance']['i2t_strict']:.3f})  t2i {r['t2i_pairwise']:.3f}  "
+          f"probe {r['probe']:.3f}  R@1 i2t {r['r1_i2t']:.3f}  ({r['eval_images_per_s']:.0f} images/s)")
+
+
+# --- the study (issue 5) -------------------------------------------------------------------------
+
+def _report(args) -> None:
+    from bindlab.report import report_stage
+    params, paths = _ctx(args)
+    report_stage(params, paths, readme=args.readme)
+
+
 def _bench(args) -> None:
     from bindlab import bench
     params = load_params(args.params)
@@ -79,9 +134,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: render.workers)")
     p.set_defaults(func=_benchmark)
 
+    p = sub.add_parser("stats", help="caption statistics of one variant (parquet + JSON summary)")
+    _common(p)
+    p.add_argument("--variant", required=True, help="variant name from params.yaml variants")
+    p.set_defaults(func=_stats)
+
+    p = sub.add_parser("validate", help="Great Expectations checks: a variant's captions, a scene set, "
+                                        "or the benchmark; exits non-zero on any failure")
+    _common(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--variant", help="variant name: its captions against its declared properties")
+    which.add_argument("--scenes", help="scene set name: the scene table and its images")
+    which.add_argument("--benchmark", action="store_true", help="the benchmark folder")
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("audit", help="HTML audit page of a variant, or the overview across variants")
+    _common(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--variant", help="variant name: data/audit/VARIANT/index.html")
+    which.add_argument("--overview", action="store_true", help="data/audit/index.html across all variants")
+    p.set_defaults(func=_audit)
+
+    p = sub.add_parser("train", help="train CLIP from scratch on one variant (resumes from its last checkpoint)")
+    _common(p)
+    p.add_argument("--variant", required=True, help="variant name from params.yaml variants")
+    p.add_argument("--seed", type=int, default=None, help="run seed (default: params seed)")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint and start over")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: train.threads)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--unvalidated", action="store_true",
+                   help="train even if the variant has not passed `bindlab validate` (experiments only)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="binding metrics of a trained run or any checkpoint on the benchmark")
+    _common(p)
+    p.add_argument("--variant", default=None, help="variant name: evaluates data/models/VARIANT/seedS/last.pt")
+    p.add_argument("--seed", type=int, default=None, help="run seed (default: params seed)")
+    p.add_argument("--checkpoint", default=None, help="a bindlab checkpoint, or local weights with --model")
+    p.add_argument("--model", default=None, help="an open_clip model name (architecture of --checkpoint)")
+    p.add_argument("--out", default=None, help="output folder (default: the run's metrics folder, or "
+                                               "data/metrics/external/CHECKPOINT_NAME)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: train.threads)")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("report", help="the findings report: data/report/index.html, summary.md, findings.json")
+    _common(p)
+    p.add_argument("--readme", default=None, metavar="PATH",
+                   help="also write the summary between the results markers of this README")
+    p.set_defaults(func=_report)
+
     p = sub.add_parser("bench", help="benchmarks that print throughput figures")
     _common(p)
-    p.add_argument("what", choices=["render", "captions"], help="what to measure")
+    p.add_argument("what", choices=["render", "captions", "validate", "train", "eval", "binding"], help="what to measure")
     p.add_argument("-n", type=int, default=None, help="items to process (default depends on bench)")
     p.set_defaults(func=_bench)
 

@@ -138,6 +138,93 @@ class Variant(_Strict):
     steps: int = Field(ge=1)
 
 
+class Validation(_Strict):
+    """Tolerances of `bindlab validate` (bindlab/validate.py): how far a measured statistic may be
+    from the value its variant's declaration implies."""
+
+    # mean attributes per mentioned object: declared density +- this
+    density_tolerance: float = Field(default=0.05, gt=0)
+    # rates (completeness, most salient mentioned, ...): expected +- max(this, z * standard error)
+    fraction_tolerance: float = Field(default=0.02, gt=0)
+    z: float = Field(default=4.0, gt=0)
+    # each attribute value's count in a scene table within this fraction of an even share
+    balance_tolerance: float = Field(default=0.05, gt=0, lt=1)
+
+
+class VisionCfg(_Strict):
+    """open_clip CLIPVisionCfg keys (a subset); image_size must equal render.image_size."""
+    image_size: int = Field(ge=16, le=448)
+    patch_size: int = Field(ge=2)
+    width: int = Field(ge=8)
+    layers: int = Field(ge=1)
+    head_width: int = Field(ge=8)   # open_clip default 64 gives 2 heads at width 128: set it
+    mlp_ratio: float = Field(default=4.0, gt=0)
+
+
+class TextCfg(_Strict):
+    """open_clip CLIPTextCfg keys (a subset); vocab_size comes from the tokenizer."""
+    context_length: int = Field(ge=4, le=256)
+    width: int = Field(ge=8)
+    heads: int = Field(ge=1)        # open_clip default 8 gives head width 16 at width 128: set it
+    layers: int = Field(ge=1)
+    mlp_ratio: float = Field(default=4.0, gt=0)
+
+
+class ModelCfg(_Strict):
+    embed_dim: int = Field(ge=8)
+    tokenizer: Literal["words", "openclip"]   # words: closed vocabulary, one token per word
+    vision: VisionCfg
+    text: TextCfg
+
+
+class Model(_Strict):
+    """open_clip-style model configs as data; `name` picks the one `bindlab train` builds."""
+    name: str
+    configs: dict[str, ModelCfg] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known(self) -> "Model":
+        if self.name not in self.configs:
+            raise ValueError(f"model.name: {self.name!r} is not in model.configs; "
+                             f"allowed: {', '.join(self.configs)}")
+        return self
+
+    @property
+    def config(self) -> ModelCfg:
+        return self.configs[self.name]
+
+
+class Train(_Strict):
+    """Optimiser, schedule and bookkeeping of `bindlab train` (batch_size/steps are per variant)."""
+    lr: float = Field(gt=0)
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1)   # cosine ends at lr * this
+    warmup: int = Field(ge=0)                               # steps of linear warmup
+    weight_decay: float = Field(ge=0)                       # on matrices only
+    beta2: float = Field(default=0.98, gt=0, lt=1)
+    grad_clip: float = Field(default=1.0, ge=0)             # 0 = off
+    threads: int = Field(ge=1, le=64)                       # torch CPU threads
+    checkpoint_every: int = Field(ge=1)
+    log_every: int = Field(default=10, ge=1)
+    eval_batch: int = Field(default=512, ge=1)
+
+
+class Study(_Strict):
+    """The study as a whole (issue 5): which seeds every variant is trained with, and the thresholds
+    the findings report uses to state a verdict from the numbers (bindlab/report.py)."""
+    seeds: list[int] = Field(default=[0], min_length=1)   # dvc.yaml trains each variant once per seed
+    ideal: str = "ideal"                  # the variant with the ideal data properties (finding 7)
+    metric: str = "i2t_strict"            # the eval.json metric a verdict is computed from
+    min_effect: float = Field(default=0.05, gt=0, lt=1)   # smallest difference called an effect
+    near_perfect: float = Field(default=0.9, gt=0, le=1)  # "almost perfect binding" (finding 7)
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise ValueError(f"seeds must be distinct non-negative integers, got {seeds}")
+        return seeds
+
+
 class Params(_Strict):
     seed: int = Field(ge=0)
     vocab: Vocab
@@ -148,6 +235,14 @@ class Params(_Strict):
     benchmark: Benchmark
     base: Variant
     variants: dict[str, dict | None] = Field(min_length=1)
+    validation: Validation = Validation()
+    model: Model | None = None
+    train: Train | None = None
+    study: Study = Study()
+    # `profile` picks an entry of `profiles` whose keys are deep-merged over this file on load
+    # (apply_profile), so `dvc exp run -S profile=quick` switches the whole study without hand edits.
+    profile: str = "default"
+    profiles: dict[str, dict] = {}
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":
@@ -235,6 +330,43 @@ def _format_validation_error(e: ValidationError, prefix: str = "") -> str:
     return f"{path}: {msg}{allowed}{got}" if path else f"{msg}{allowed}"
 
 
+# Keys a profile may not override: DVC expands dvc.yaml's stages from the raw file (variant names,
+# their scene sets, the seeds), so a profile changing them would split DVC's view from the stages'.
+_FIXED_BY_DVC = ("profile", "profiles", "study")
+
+
+def _merge(base, over):
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _merge(base.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def apply_profile(raw: dict, path: str | Path = "params.yaml") -> dict:
+    """Deep-merge `profiles[profile]` over the file (dicts merge key by key, other values replace)."""
+    name = raw.get("profile", "default")
+    profiles = raw.get("profiles") or {}
+    if name not in profiles:
+        if name == "default":
+            return raw
+        raise ParamsError(f"{path}: profile: {name!r} is not in profiles; allowed: "
+                          f"{', '.join(['default', *profiles])}")
+    over = profiles[name] or {}
+    if not isinstance(over, dict):
+        raise ParamsError(f"{path}: profiles.{name}: must be a mapping of keys to override")
+    for key in _FIXED_BY_DVC:
+        if key in over:
+            raise ParamsError(f"{path}: profiles.{name}.{key}: a profile cannot override {key!r} "
+                              f"(dvc.yaml reads it from the file itself)")
+    for v, knobs in (over.get("variants") or {}).items():
+        if v not in (raw.get("variants") or {}):
+            raise ParamsError(f"{path}: profiles.{name}.variants.{v}: not a variant of the file; "
+                              f"a profile can only change existing variants")
+        if isinstance(knobs, dict) and "scenes" in knobs:
+            raise ParamsError(f"{path}: profiles.{name}.variants.{v}.scenes: a profile cannot change "
+                              f"a variant's scene set (dvc.yaml reads it from the file itself)")
+    return _merge(raw, over)
+
+
 def load_params(path: str | Path = "params.yaml") -> Params:
     path = Path(path)
     try:
@@ -247,6 +379,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ParamsError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of keys, got {type(raw).__name__}")
+    raw = apply_profile(raw, path)
     try:
         return Params(**raw)
     except ValidationError as e:

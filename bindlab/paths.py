@@ -26,6 +26,10 @@ class DataPaths:
     def captions(self, variant: str) -> Path:
         return self.root / "captions" / variant / "captions.parquet"
 
+    def stats(self, variant: str) -> Path:
+        """Caption statistics of a variant (bindlab/stats.py)."""
+        return self.root / "stats" / variant
+
     def validation(self, variant: str) -> Path:
         return self.root / "validation" / variant
 

@@ -1,0 +1,285 @@
+"""`bindlab train --variant NAME [--seed S]`: CLIP from scratch on one variant's data.
+
+A nanoGPT-style loop: open_clip's ClipLoss (extended NegCLIP-style when the variant has hard
+negatives), AdamW with weight decay on matrices only, linear warmup then cosine, fp32 on CPU and
+bf16 autocast on GPU. The batch of step s is a pure function of (seed, s) -- a fresh permutation per
+epoch -- so a run resumed from its last checkpoint ends with exactly the weights of an uninterrupted
+one. Writes `data/models/VARIANT/seedS/last.pt` (+ a weights snapshot per checkpoint, for accuracy
+-vs-steps curves) and `data/metrics/VARIANT/seedS/train.tsv`.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from bindlab.errors import StageError, require
+from bindlab.io import atomic_path
+from bindlab.params import Params, ParamsError, Variant
+from bindlab.paths import DataPaths
+
+TSV_COLUMNS = ["step", "loss", "lr", "samples_per_s", "data_wait_frac", "logit_scale", "elapsed_s"]
+
+
+def training_params(params: Params):
+    if params.model is None or params.train is None:
+        missing = "model" if params.model is None else "train"
+        raise ParamsError(f"params: section {missing!r} is missing; `bindlab train` needs `model` and `train`")
+    return params.model.config, params.train
+
+
+class TrainData:
+    """Memory-mapped images and pre-tokenised captions (and hard negatives) of one variant."""
+
+    def __init__(self, params: Params, paths: DataPaths, variant: str, v: Variant, tokenizer):
+        img_path = require(paths.images(v.scenes), f"bindlab render --scenes {v.scenes}")
+        cap_path = require(paths.captions(variant), f"bindlab captions --variant {variant}")
+        self.images = np.load(img_path, mmap_mode="r")
+        caps = pl.read_parquet(cap_path).sort("scene_id")
+        n = self.images.shape[0]
+        if caps.height != n or caps["scene_id"].to_list() != list(range(n)):
+            raise StageError(f"{cap_path}: {caps.height} captions do not match the {n} images of "
+                             f"{img_path} (scene_id must be 0..{n - 1}); rerun `bindlab captions --variant {variant}`")
+        self.n = n
+        self.tokens = tokenizer(caps["caption"].to_list())
+        self.hard_negatives = v.hard_negatives
+        if v.hard_negatives:
+            # (n, H, ctx) tokens and an (n, H) mask: a caption may have fewer swaps than declared
+            h, ctx = v.hard_negatives, self.tokens.shape[1]
+            self.neg_tokens = np.zeros((n, h, ctx), dtype=np.int64)
+            self.neg_valid = np.zeros((n, h), dtype=bool)
+            negs = caps["hard_negatives"].to_list()
+            flat = [t for row in negs for t in row[:h]]
+            flat_tok = tokenizer(flat) if flat else np.zeros((0, ctx), dtype=np.int64)
+            k = 0
+            for i, row in enumerate(negs):
+                m = min(len(row), h)
+                self.neg_tokens[i, :m] = flat_tok[k:k + m]
+                self.neg_valid[i, :m] = True
+                k += m
+
+    def batch_indices(self, seed: int, step: int, batch_size: int) -> np.ndarray:
+        """Scene ids of step `step`: consecutive slices of a fresh permutation per epoch (sorted, so
+        the memory-mapped reads go forward)."""
+        start = step * batch_size
+        pos = np.arange(start, start + batch_size)
+        epochs = pos // self.n
+        out = np.empty(batch_size, dtype=np.int64)
+        for e in np.unique(epochs):
+            perm = np.random.default_rng([seed, int(e)]).permutation(self.n)
+            sel = epochs == e
+            out[sel] = perm[pos[sel] % self.n]
+        return np.sort(out)
+
+    def batch(self, idx: np.ndarray) -> dict:
+        b = {"images": np.ascontiguousarray(self.images[idx]), "tokens": self.tokens[idx]}
+        if self.hard_negatives:
+            b["neg_tokens"] = self.neg_tokens[idx].reshape(-1, self.tokens.shape[1])
+            b["neg_valid"] = self.neg_valid[idx].reshape(-1)
+        return b
+
+
+def images_to_tensor(images: np.ndarray, device):
+    """uint8 (n, H, W, 3) -> float (n, 3, H, W) in [-1, 1]."""
+    import torch
+    x = torch.from_numpy(images).to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    return x.div_(127.5).sub_(1.0)
+
+
+def make_loss():
+    """open_clip's ClipLoss; with hard negatives, their text features are extra columns of the
+    image->text logits (every image must beat them), while text->image stays over the true captions."""
+    import torch
+    import torch.nn.functional as F
+    from open_clip.loss import ClipLoss
+
+    class NegClipLoss(ClipLoss):
+        def forward(self, image_features, text_features, logit_scale, neg_features=None, neg_valid=None):
+            if neg_features is None:
+                return super().forward(image_features, text_features, logit_scale)
+            b = image_features.shape[0]
+            logits_per_image, logits_per_text = self.get_logits(image_features, text_features, logit_scale)
+            neg_logits = logit_scale * image_features @ neg_features.T
+            neg_logits = neg_logits.masked_fill(~neg_valid[None, :], float("-inf"))
+            labels = self.get_ground_truth(image_features.device, b)
+            return (F.cross_entropy(torch.cat([logits_per_image, neg_logits], 1), labels)
+                    + F.cross_entropy(logits_per_text, labels)) / 2
+
+    return NegClipLoss()
+
+
+def lr_factor(step: int, warmup: int, steps: int, min_ratio: float) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _optimizer(model, tp):
+    import torch
+    decay = [p for p in model.parameters() if p.ndim >= 2]       # matrices and embeddings
+    rest = [p for p in model.parameters() if p.ndim < 2]         # biases, norms, logit_scale
+    return torch.optim.AdamW([{"params": decay, "weight_decay": tp.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}],
+                             lr=tp.lr, betas=(0.9, tp.beta2), eps=1e-6)
+
+
+def _save(path: Path, obj) -> None:
+    import torch
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _write_tsv(path: Path, rows: list[list[float]]) -> None:
+    with atomic_path(path) as tmp:
+        lines = ["\t".join(TSV_COLUMNS)]
+        for r in rows:
+            lines.append("\t".join([str(int(r[0]))] + [f"{x:.6g}" for x in r[1:]]))
+        tmp.write_text("\n".join(lines) + "\n")
+
+
+def train_step(model, opt, sched, loss_fn, b: dict, device: str, autocast, grad_clip: float):
+    """One optimiser step on a batch from TrainData.batch; returns the loss tensor."""
+    import torch
+    images = images_to_tensor(b["images"], device)
+    texts = torch.from_numpy(b["tokens"]).to(device)
+    n_true = texts.shape[0]
+    if "neg_tokens" in b:
+        texts = torch.cat([texts, torch.from_numpy(b["neg_tokens"]).to(device)])
+    with autocast:
+        out = model(images, texts)
+        tf = out["text_features"]
+        if "neg_tokens" in b:
+            loss = loss_fn(out["image_features"], tf[:n_true], out["logit_scale"], tf[n_true:],
+                           torch.from_numpy(b["neg_valid"]).to(device))
+        else:
+            loss = loss_fn(out["image_features"], tf, out["logit_scale"])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    opt.step()
+    sched.step()
+    with torch.no_grad():  # as CLIP: the temperature may not exceed 100
+        model.logit_scale.clamp_(0, math.log(100))
+    return loss
+
+
+def autocast_for(device: str):
+    """bf16 autocast on GPU; fp32 (no autocast) on CPU."""
+    import torch
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else _null()
+
+
+def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None = None, *,
+                fresh: bool = False, progress: bool = True, threads: int | None = None,
+                require_validation: bool = True, _stop_after: int | None = None) -> Path:
+    """Train (or resume) one run; returns the path of its last checkpoint.
+
+    Refuses a variant whose captions have not passed `bindlab validate` unless
+    require_validation is False. `_stop_after` ends the loop after that many steps of this call,
+    as an interruption would (tests use it to check resuming)."""
+    import torch
+    from bindlab.model import build_model, make_tokenizer, model_spec, n_parameters
+    from tqdm import tqdm
+
+    cfg, tp = training_params(params)
+    v = params.variant(variant)
+    seed = params.seed if seed is None else seed
+    if require_validation:
+        from bindlab.validate import require_passed
+        require_passed(paths, variant)
+    spec = model_spec(params)
+    tokenizer = make_tokenizer(spec["tokenizer"])
+    data = TrainData(params, paths, variant, v, tokenizer)
+    h = data.images.shape[1]
+    if data.images.shape[1:] != (cfg.vision.image_size, cfg.vision.image_size, 3):
+        raise StageError(f"{paths.images(v.scenes)}: images are {h} px but model.configs.{params.model.name}"
+                         f".vision.image_size is {cfg.vision.image_size}; make them equal (render.image_size)")
+
+    torch.set_num_threads(threads or tp.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    run = {"variant": variant, "seed": seed, "batch_size": v.batch_size, "steps": v.steps,
+           "hard_negatives": v.hard_negatives, "train": tp.model_dump(), "model": params.model.name}
+    model_dir, metrics_dir = paths.model(variant, seed), paths.metrics(variant, seed)
+    last = model_dir / "last.pt"
+
+    torch.manual_seed(seed)
+    model = build_model(spec).to(device)
+    opt = _optimizer(model, tp)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, tp.warmup, v.steps, tp.min_lr_ratio))
+    loss_fn = make_loss()
+    step, rows, train_seconds = 0, [], 0.0
+    if last.exists() and not fresh:
+        ck = torch.load(last, map_location=device, weights_only=True)
+        if ck["run"] != run:
+            raise StageError(f"{last}: was made with other settings ({_diff(ck['run'], run)}); "
+                             f"delete it or pass --fresh")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        torch.set_rng_state(ck["rng_torch"])
+        step, rows, train_seconds = ck["step"], ck["log"], ck["train_seconds"]
+
+    def checkpoint() -> None:
+        state = {"model": model.state_dict(), "model_spec": spec, "run": run, "step": step,
+                 "train_seconds": train_seconds}
+        _save(model_dir / f"weights_step{step:06d}.pt", state)  # small; for accuracy-vs-steps curves
+        _save(last, state | {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                             "rng_torch": torch.get_rng_state(), "log": rows})
+        _write_tsv(metrics_dir / "train.tsv", rows)
+
+    if step >= v.steps:
+        print(f"train {variant} seed {seed}: already complete at step {step} ({last})")
+        return last
+    print(f"train {variant} seed {seed}: {n_parameters(model) / 1e6:.2f} M parameters, {data.n} images, "
+          f"batch {v.batch_size}, steps {step}->{v.steps}, hard negatives {v.hard_negatives}, "
+          f"{device}, {torch.get_num_threads()} threads")
+    autocast = autocast_for(device)
+    model.train()
+    bar = tqdm(total=v.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
+    acc_loss, acc_n, acc_wait, t_log = 0.0, 0, 0.0, time.perf_counter()
+    done_here = 0
+    while step < v.steps:
+        t0 = time.perf_counter()
+        b = data.batch(data.batch_indices(seed, step, v.batch_size))
+        t1 = time.perf_counter()
+        loss = train_step(model, opt, sched, loss_fn, b, device, autocast, tp.grad_clip)
+        step += 1
+        done_here += 1
+        t2 = time.perf_counter()
+        train_seconds += t2 - t0
+        acc_loss += loss.item()
+        acc_n += 1
+        acc_wait += t1 - t0
+        if step % tp.log_every == 0 or step == v.steps:
+            dt = t2 - t_log
+            rows.append([step, acc_loss / acc_n, sched.get_last_lr()[0], acc_n * v.batch_size / dt,
+                         acc_wait / dt, model.logit_scale.exp().item(), train_seconds])
+            bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", sps=f"{acc_n * v.batch_size / dt:.0f}")
+            acc_loss, acc_n, acc_wait, t_log = 0.0, 0, 0.0, time.perf_counter()
+        bar.update(1)
+        if step % tp.checkpoint_every == 0 or step == v.steps:
+            checkpoint()
+            t_log += time.perf_counter() - t2  # checkpoint time is not step time
+        if _stop_after is not None and done_here >= _stop_after:
+            break
+    bar.close()
+    return last
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _diff(old: dict, new: dict) -> str:
+    keys = [k for k in new if old.get(k) != new.get(k)]
+    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys[:3])

@@ -1,0 +1,108 @@
+"""One command for the UI: start the local Prefect server and serve the study's deployments.
+
+    python -m flows.serve [--port 4200]        (or: make ui)
+
+The server keeps its SQLite database under `.prefect/` in the project (PREFECT_HOME, git-ignored) and
+listens on 127.0.0.1 only. When it answers, the deployments `study/study` and `variant/variant` are
+served from a second process; open http://127.0.0.1:PORT, pick a deployment, "Run" > "Custom run",
+fill in the form. Ctrl-C (or SIGTERM) stops the served deployments first, then the server (the other
+order hangs on shutdown).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def prefect_env(port: int, home: Path | None = None) -> dict:
+    """Environment for the server and its clients: project-local home, this server's API."""
+    home = home or ROOT / ".prefect"
+    home.mkdir(parents=True, exist_ok=True)
+    bin_dir = str(Path(sys.executable).parent)
+    return os.environ | {
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+        "DO_NOT_TRACK": "1",
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),  # stage commands and dvc
+    }
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
+    url = f"http://127.0.0.1:{port}/api/health"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the Prefect server exited with status {proc.returncode} (port {port} in use?)")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the Prefect server did not answer {url} within {timeout:.0f} s")
+
+
+def start_server(port: int, env: dict, log: Path) -> subprocess.Popen:
+    out = open(log, "ab")
+    return subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def start_serving(env: dict, cwd: Path, log: Path | None = None) -> subprocess.Popen:
+    out = open(log, "ab") if log else None
+    return subprocess.Popen([sys.executable, "-m", "flows.deployments"], env=env, cwd=cwd,
+                            stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM by process id, then SIGKILL if it does not exit."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__.splitlines()[0])
+    ap.add_argument("--port", type=int, default=4200)
+    args = ap.parse_args(argv)
+    env = prefect_env(args.port)
+    log = ROOT / ".prefect" / "server.log"
+    server = start_server(args.port, env, log)
+    serving = None
+    try:
+        wait_healthy(args.port, server)
+        print(f"Prefect server: http://127.0.0.1:{args.port}  (log {log.relative_to(ROOT)})", flush=True)
+        serving = start_serving(env, ROOT)
+        print("serving deployments study/study and variant/variant; Ctrl-C stops both", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while serving.poll() is None and server.poll() is None:
+            time.sleep(1)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if serving is not None:
+            stop(serving)
+        stop(server)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

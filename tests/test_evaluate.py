@@ -1,0 +1,151 @@
+"""Evaluation: the metric code on hand-built scores, and the stage on a tiny trained model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from bindlab.cli import main
+from bindlab.errors import StageError
+from bindlab.evaluate import binding_metrics, evaluate_stage
+from bindlab.train import train_stage
+from tiny_clip import build_tiny_data, tiny_raw
+
+
+def test_known_scores_give_known_accuracies():
+    # scene 0 (2 objects): items 0,1; scene 1 (3 objects): items 2,3,4
+    items = pl.DataFrame({"scene_id": [0, 0, 1, 1, 1], "n_objects": [2, 2, 3, 3, 3],
+                          "swap": ["color", "shape", "color", "size", "texture"],
+                          "unseen": [False, False, False, True, False]})
+    s_true = np.array([0.9, 0.5, 0.8, 0.7, 0.6])
+    s_neg = np.array([0.1, 0.6, 0.2, 0.7, 0.1])   # wins: 1, 0, 1, tie (1/2), 1
+    s_cf = np.array([0.0, 0.0, 0.9, 0.0, 0.9])    # t2i wins: 1, 1, 0, 1, 0
+    probes = pl.DataFrame({"scene_id": [0, 1, 1], "n_objects": [2, 3, 3], "k": [1, 1, 2],
+                           "swap": ["color", "size", "color"], "unseen": [False, False, True]})
+    p_true, p_false = np.array([0.5, 0.2, 0.9]), np.array([0.4, 0.3, 0.1])  # wins: 1, 0, 1
+    sim = np.array([[0.9, 0.1], [0.95, 0.8]])   # image 1 prefers caption 0: i2t R@1 = 1/2
+    m = binding_metrics(items, probes, s_true, s_neg, s_cf, p_true, p_false, sim)
+    assert m["i2t_pairwise"] == pytest.approx(3.5 / 5)
+    assert m["t2i_pairwise"] == pytest.approx(3 / 5)
+    assert m["i2t_strict"] == 0.0          # scene 0 loses its shape item, scene 1 ties on size
+    assert m["chance"]["i2t_strict"] == pytest.approx((1 / 3 + 1 / 4) / 2)
+    assert m["probe"] == pytest.approx(2 / 3)
+    assert m["r1_i2t"] == 0.5 and m["r5_i2t"] == 1.0
+    assert m["r1_t2i"] == 0.5               # caption 0 scores image 1 (0.95) above image 0 (0.9)
+    assert m["by_swap"]["color"]["i2t_pairwise"] == 1.0 and m["by_swap"]["color"]["t2i_pairwise"] == 0.5
+    assert m["by_swap"]["color"]["probe"] == 1.0 and m["by_swap"]["size"]["probe"] == 0.0
+    assert m["by_n_objects"]["2"]["i2t_pairwise"] == 0.5
+    assert m["by_n_objects"]["3"]["i2t_pairwise"] == pytest.approx(2.5 / 3)
+    assert m["by_n_objects"]["3"]["n_images"] == 1 and m["by_n_objects"]["3"]["n_items"] == 3
+    assert m["unseen"]["i2t_pairwise"] == 0.5 and m["unseen"]["probe"] == 1.0
+    assert m["seen"]["i2t_pairwise"] == pytest.approx(3 / 4) and m["seen"]["n_items"] == 4
+    assert m["probe_by_k"] == {"1": 0.5, "2": 1.0}
+
+
+def test_r1_t2i_counts_columns():
+    items = pl.DataFrame({"scene_id": [0, 1], "n_objects": [2, 2], "swap": ["color"] * 2, "unseen": [False] * 2})
+    probes = pl.DataFrame({"scene_id": [0], "n_objects": [2], "k": [1], "swap": ["color"], "unseen": [False]})
+    one = np.ones(2)
+    sim = np.array([[0.9, 0.1], [0.95, 0.8]])   # caption 0 prefers image 1, caption 1 image 1
+    m = binding_metrics(items, probes, one, one * 0, one, np.ones(1), np.zeros(1), sim)
+    assert m["r1_t2i"] == 0.5 and m["r1_i2t"] == 0.5
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("evaluate")
+    params, paths = build_tiny_data(folder, tiny_raw())
+    train_stage(params, paths, "ideal", progress=False, require_validation=False)
+    return folder, params, paths
+
+
+def test_evaluate_a_run_writes_metrics_in_range_with_the_right_counts(trained):
+    folder, params, paths = trained
+    r = evaluate_stage(params, paths, "ideal")
+    out = paths.metrics("ideal", 0)
+    assert json.loads((out / "eval.json").read_text()) == json.loads(json.dumps(r))
+    assert (out / "by_swap.png").exists() and (out / "train_curve.png").exists()
+    items = pl.read_parquet(paths.benchmark / "items.parquet")
+    probes = pl.read_parquet(paths.benchmark / "probes.parquet")
+    assert r["n_items"] == items.height and r["n_probes"] == probes.height
+    assert r["n_images"] == items["scene_id"].n_unique()
+    for key in ("variant", "seed", "steps", "batch_size", "train_seconds", "i2t_pairwise", "i2t_strict",
+                "t2i_pairwise", "probe", "r1_i2t", "r5_i2t", "r1_t2i", "r5_t2i", "chance", "by_swap",
+                "by_n_objects", "seen", "unseen", "probe_by_k"):
+        assert key in r, key
+    assert (r["variant"], r["seed"], r["steps"], r["batch_size"]) == ("ideal", 0, 6, 32)
+    flat = [r[k] for k in ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "r5_i2t")]
+    flat += [v for d in r["by_swap"].values() for k, v in d.items() if not k.startswith("n_")]
+    flat += list(r["probe_by_k"].values()) + list(r["chance"].values())
+    assert all(0.0 <= x <= 1.0 for x in flat)
+    assert set(r["by_swap"]) == {"color", "shape", "size", "texture"}
+    assert sum(d["n_items"] for d in r["by_n_objects"].values()) == items.height
+    assert r["seen"]["n_items"] + r["unseen"]["n_items"] == items.height
+    assert set(r["probe_by_k"]) == {"1", "2", "3"}
+    # deterministic: the same checkpoint gives the same numbers
+    again = evaluate_stage(params, paths, "ideal", plots=False)
+    assert {k: again[k] for k in ("i2t_pairwise", "probe", "by_swap")} == \
+           {k: r[k] for k in ("i2t_pairwise", "probe", "by_swap")}
+
+
+def test_evaluate_any_checkpoint_file(trained, tmp_path):
+    folder, params, paths = trained
+    snap = paths.model("ideal", 0) / "weights_step000003.pt"
+    r = evaluate_stage(params, paths, checkpoint=snap, out=tmp_path / "m", plots=False)
+    assert r["steps"] == 3 and (tmp_path / "m" / "eval.json").exists()
+
+
+def test_evaluate_an_open_clip_architecture_with_local_weights(trained, tmp_path):
+    """--model NAME --checkpoint PATH: an open_clip model (here a registered tiny config) and its
+    weights from a local file; nothing is downloaded."""
+    import open_clip
+    folder, params, paths = trained
+    cfg = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16,
+                                           "head_width": 16},
+           "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "bindlab-tiny-test.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(tmp_path / "cfg")
+    torch.manual_seed(0)
+    model = open_clip.create_model("bindlab-tiny-test")
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    r = evaluate_stage(params, paths, checkpoint=tmp_path / "w.pt", model_name="bindlab-tiny-test",
+                       out=tmp_path / "oc", plots=False)
+    assert r["model"] == "bindlab-tiny-test" and 0 <= r["i2t_pairwise"] <= 1
+    with pytest.raises(StageError, match="not an open_clip model name"):
+        evaluate_stage(params, paths, checkpoint=tmp_path / "w.pt", model_name="no-such-model")
+
+
+def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys):
+    folder, params, paths = trained
+    pf = folder / "params.yaml"
+    assert main(["evaluate", "--params", str(pf), "--data", str(paths.root), "--variant", "one_object"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "one_object/seed0/last.pt: no such checkpoint" in err[0]
+    bad = tmp_path / "junk.pt"
+    bad.write_text("not a checkpoint")
+    assert main(["evaluate", "--params", str(pf), "--data", str(paths.root), "--checkpoint", str(bad),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "junk.pt: not a loadable checkpoint" in err[0]
+    assert not (tmp_path / "o").exists()
+
+
+def test_bench_commands_print_their_figures(trained, capsys):
+    folder, params, paths = trained
+    pf, data = str(folder / "params.yaml"), str(paths.root)
+    train_stage(params, paths, "one_object", progress=False, require_validation=False)
+    for v in ("ideal", "one_object"):
+        evaluate_stage(params, paths, v, plots=False)
+    assert main(["bench", "train", "--params", pf, "--data", data, "-n", "2"]) == 0
+    assert main(["bench", "eval", "--params", pf, "--data", data]) == 0
+    assert main(["bench", "binding", "--params", pf, "--data", data]) == 0
+    out = capsys.readouterr().out
+    assert "1 thread " in out and "2 threads" in out and "data wait" in out
+    assert "image tower" in out and "full benchmark" in out
+    assert out.count("(target >= 0.90)") >= 1 and out.count("(target <= 0.35)") >= 1
+    assert "on the object counts it was trained on (2, 3)" in out
+    assert "     3 " in out and "     6 " in out   # the curve over the snapshots of steps 3 and 6

@@ -1,0 +1,160 @@
+"""Training: the loss goes down, an interrupted run resumes to identical weights, hard-negative
+batches hold exactly the declared negatives, bad input fails clearly before writing."""
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from bindlab.cli import main
+from bindlab.errors import StageError
+from bindlab.params import ParamsError, load_params
+from bindlab.paths import DataPaths
+from bindlab.train import TrainData, lr_factor, train_stage
+from tiny_clip import build_tiny_data, tiny_raw
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("train")
+    return build_tiny_data(folder, tiny_raw())
+
+
+def _params_with(tmp_path, **train_over):
+    from conftest import write_params
+    raw = tiny_raw()
+    for k, v in train_over.items():
+        section, key = k.split("__")
+        raw[section][key] = v
+    return load_params(write_params(tmp_path, raw))
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_loss_goes_down(tiny, tmp_path):
+    params, paths = tiny
+    p = _params_with(tmp_path, base__steps=150, train__checkpoint_every=150)
+    out = DataPaths(tmp_path / "data")
+    for d in ("images", "captions"):
+        (out.root / d).parent.mkdir(parents=True, exist_ok=True)
+        (out.root / d).symlink_to(paths.root / d)
+    train_stage(p, out, "ideal", progress=False, require_validation=False)
+    log = pl.read_csv(out.metrics("ideal", 0) / "train.tsv", separator="\t")
+    assert log["step"].to_list() == list(range(1, 151))
+    # below log(batch), the loss of a model that scores every pair alike: it learned something
+    assert log["loss"].tail(10).mean() < math.log(32) - 0.2 < log["loss"].head(3).mean()
+    assert ((log["data_wait_frac"] >= 0) & (log["data_wait_frac"] < 1)).all()
+    assert sorted(p.name for p in out.model("ideal", 0).iterdir()) == ["last.pt", "weights_step000150.pt"]
+
+
+def test_resume_after_interruption_gives_identical_weights(tiny, tmp_path):
+    params, paths = tiny  # 6 steps, checkpoint every 3
+    a = DataPaths(tmp_path / "a")
+    b = DataPaths(tmp_path / "b")
+    for root in (a, b):
+        for d in ("images", "captions"):
+            (root.root / d).parent.mkdir(parents=True, exist_ok=True)
+            (root.root / d).symlink_to(paths.root / d)
+    train_stage(params, a, "ideal", progress=False, require_validation=False)
+    # interrupted after step 4: the checkpoint of step 3 survives, step 4 is lost and redone
+    train_stage(params, b, "ideal", progress=False, require_validation=False, _stop_after=4)
+    assert torch.load(b.model("ideal", 0) / "last.pt", weights_only=True)["step"] == 3
+    train_stage(params, b, "ideal", progress=False, require_validation=False)
+    wa, wb = _weights(a.model("ideal", 0) / "last.pt"), _weights(b.model("ideal", 0) / "last.pt")
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # and a fresh run of the same params gives the same weights again (deterministic by seed)
+    train_stage(params, b, "ideal", progress=False, require_validation=False, fresh=True)
+    wc = _weights(b.model("ideal", 0) / "last.pt")
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)
+    # the log is continuous across the interruption
+    log = pl.read_csv(a.metrics("ideal", 0) / "train.tsv", separator="\t")
+    assert log["step"].to_list() == [1, 2, 3, 4, 5, 6]
+
+
+def test_hard_negative_batches_hold_exactly_the_declared_negatives(tiny):
+    params, paths = tiny
+    from bindlab.model import make_tokenizer, model_spec
+    v = params.variant("hn2")
+    tok = make_tokenizer(model_spec(params)["tokenizer"])
+    data = TrainData(params, paths, "hn2", v, tok)
+    caps = pl.read_parquet(paths.captions("hn2")).sort("scene_id")
+    idx = data.batch_indices(params.seed, 0, v.batch_size)
+    batch = data.batch(idx)
+    assert batch["neg_tokens"].shape == (v.batch_size * 2, 32)
+    for j, s in enumerate(idx.tolist()):
+        negs = caps["hard_negatives"][s].to_list()
+        rows = batch["neg_tokens"][2 * j:2 * j + 2]
+        valid = batch["neg_valid"][2 * j:2 * j + 2]
+        assert valid.sum() == min(len(negs), 2)
+        if negs:
+            assert np.array_equal(rows[valid], tok(negs[:2]))
+        assert not rows[~valid].any()
+    assert batch["neg_valid"].any()
+    # and the hard-negative loss trains
+    train_stage(params, paths, "hn2", progress=False, require_validation=False)
+    assert (paths.model("hn2", 0) / "last.pt").exists()
+
+
+def test_batches_cover_each_epoch_once(tiny):
+    params, paths = tiny
+    from bindlab.model import make_tokenizer, model_spec
+    data = TrainData(params, paths, "ideal", params.variant("ideal"),
+                     make_tokenizer(model_spec(params)["tokenizer"]))
+    seen = np.concatenate([data.batch_indices(0, s, 30) for s in range(10)])  # 300 = one epoch
+    assert sorted(seen.tolist()) == list(range(300))
+    assert not np.array_equal(data.batch_indices(0, 0, 30), data.batch_indices(1, 0, 30))
+
+
+def test_schedule_warms_up_then_decays():
+    f = [lr_factor(s, 10, 100, 0.1) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(f[10:], f[11:]))
+    assert f[-1] == pytest.approx(0.1, abs=1e-3)
+
+
+def test_bad_input_fails_clearly_and_writes_nothing(tiny, tmp_path, capsys):
+    params, paths = tiny
+    empty = DataPaths(tmp_path / "empty")
+    with pytest.raises(StageError, match="train.npy is missing"):
+        train_stage(params, empty, "ideal", progress=False, require_validation=False)
+    assert not (tmp_path / "empty").exists()
+    # captions that have not passed `bindlab validate` are refused by default
+    with pytest.raises(StageError, match="validation/ideal/passed.json is missing"):
+        train_stage(params, paths, "ideal", progress=False)
+    with pytest.raises(ParamsError, match="unknown variant 'nope'"):
+        train_stage(params, paths, "nope", progress=False, require_validation=False)
+    # a model whose image size differs from the rendered images
+    from conftest import write_params
+    raw = tiny_raw()
+    raw["model"]["configs"]["tiny"]["vision"]["image_size"] = 32
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    with pytest.raises(StageError, match="images are 64 px but model.configs.tiny.vision.image_size is 32"):
+        train_stage(load_params(write_params(bad, raw)), paths, "ideal", progress=False,
+                    require_validation=False)
+    # the CLI turns it into one line and exit status 2
+    pf = write_params(tmp_path, tiny_raw())
+    assert main(["train", "--params", str(pf), "--data", str(tmp_path / "empty"), "--variant", "ideal",
+                 "--no-progress", "--unvalidated"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.npy is missing" in err[0]
+
+
+def test_checkpoint_of_other_settings_is_refused(tiny, tmp_path):
+    params, paths = tiny
+    root = DataPaths(tmp_path / "d")
+    for d in ("images", "captions"):
+        (root.root / d).parent.mkdir(parents=True, exist_ok=True)
+        (root.root / d).symlink_to(paths.root / d)
+    train_stage(params, root, "ideal", progress=False, require_validation=False, _stop_after=3)
+    longer = _params_with(tmp_path, base__steps=9)
+    with pytest.raises(StageError, match="other settings .*steps: 6 -> 9"):
+        train_stage(longer, root, "ideal", progress=False, require_validation=False)
+    shutil.rmtree(root.model("ideal", 0))

@@ -1,0 +1,158 @@
+"""Validation with GX on a tiny study made by the real stages: clean data passes; data that does not
+have its declared properties fails with a message naming the column, the expected range and the
+observed value, and leaves no `passed.json` for training to trust."""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import polars as pl
+import pytest
+
+from bindlab.cli import main
+from bindlab.errors import StageError
+from bindlab.io import write_parquet
+from bindlab.validate import caption_suite, require_passed, validate_benchmark, validate_scenes, validate_variant
+
+VARIANTS = ["density_2", "one_object", "completeness_50", "natural", "hardneg"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    from tiny_study import build
+    return build(tmp_path_factory.mktemp("study"), VARIANTS, benchmark=True)
+
+
+def _corrupt_density(params, paths, variant: str, fraction: float = 0.1) -> int:
+    """Drop every attribute from `fraction` of the captions, text and record alike (a plausible bug
+    upstream: a consistent caption that simply lacks its attributes). -> captions changed."""
+    from bindlab.captions import caption_text, describe, objects_of
+    from bindlab.scenes import load_scenes
+
+    table = pl.read_parquet(paths.captions(variant))
+    objs = objects_of(load_scenes(paths.scenes(params.variant(variant).scenes)))
+    rows = table.to_dicts()
+    hit = np.random.default_rng(0).choice(len(rows), int(len(rows) * fraction), replace=False)
+    for i in hit:
+        r = rows[i]
+        r["attrs"] = [[] for _ in r["objects"]]
+        phrases = [describe(objs[r["scene_id"]][o], []) for o in r["objects"]]
+        r["caption"] = caption_text(phrases, params.captions.templates[r["template"]])
+    write_parquet(pl.DataFrame(rows, schema=table.schema), paths.captions(variant))
+    return len(hit)
+
+
+def test_clean_variants_scenes_and_benchmark_pass(study):
+    params, paths, _ = study
+    for v in VARIANTS:
+        results = validate_variant(params, paths, v)
+        assert results["success"] and results["evaluated"] >= 20
+        assert require_passed(paths, v).exists()
+        assert (paths.validation(v) / "docs" / "index.html").exists()
+        gx_raw = json.loads((paths.validation(v) / "gx_results.json").read_text())
+        assert set(gx_raw) == {"captions", "mentions"} and all(r["success"] for r in gx_raw.values())
+    assert validate_scenes(params, paths, "train")["success"]
+    assert validate_benchmark(params, paths)["success"]
+    assert (paths.validation("benchmark") / "passed.json").exists()
+
+
+def test_suite_is_built_from_the_declaration(study):
+    params, paths, _ = study
+    from bindlab.stats import variant_stats
+    cstats, mentions = variant_stats(params, paths, "density_2")
+
+    def checks(**knobs):
+        v = params.variant("density_2").model_copy(update=knobs)
+        suite = caption_suite(params, v, "x", cstats, mentions, n_scenes=300, n_images=300)
+        return {(c.table, c.kind, c.kwargs.get("column"), c.kwargs.get("min_value"), c.kwargs.get("max_value"))
+                for c in suite.checks}
+
+    base = checks()
+    assert ("mentions", "ExpectColumnMeanToBeBetween", "n_attrs", 1.95, 2.05) in base  # density 2 -> 1.95..2.05
+    assert ("mentions", "ExpectColumnValuesToBeBetween", "n_attrs", 2, 2) in base
+    assert ("captions", "ExpectColumnValuesToBeBetween", "completeness", 1.0, 1.0) in base  # completeness 1
+    assert ("captions", "ExpectColumnValuesToBeBetween", "top_mentioned", 1, 1) in checks(saliency_bias=1.0)
+    assert ("mentions", "ExpectColumnValuesToBeBetween", "n_attrs", 1, 2) in checks(density=1.5)
+    assert ("captions", "ExpectColumnValuesToBeBetween", "in_saliency_order", 1, 1) in checks(order="saliency")
+    assert ("captions", "ExpectColumnValuesToBeBetween", "n_hard_negatives", 0, 2) in checks(hard_negatives=2)
+
+
+def test_dropping_attributes_from_10_percent_of_captions_fails_validation(study, capsys):
+    params, paths, params_file = study
+    v = "density_2"
+    assert validate_variant(params, paths, v)["success"]  # a passed marker from a good run...
+    assert _corrupt_density(params, paths, v) == 30
+    code = main(["validate", "--variant", v, "--params", str(params_file), "--data", str(paths.root)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "validation of variant_density_2 FAILED" in err
+    # each failed expectation: its column, the expected range and the observed value
+    mean_line = next(line for line in err.splitlines() if "mentions.n_attrs: expect_column_mean" in line)
+    observed = float(re.search(r"observed ([0-9.]+)", mean_line).group(1))
+    assert "expected 1.95 .. 2.05" in mean_line and 1.75 < observed < 1.85
+    assert re.search(r"mentions\.n_attrs: expect_column_values_to_be_between expected 2 \.\. 2, observed \d+ of "
+                     r"\d+ rows", err)
+    assert "text_matches_record" not in err  # the text is consistent; only the declared density is violated
+    # ...is gone: nothing downstream may trust this variant
+    assert not (paths.validation(v) / "passed.json").exists()
+    with pytest.raises(StageError, match="has not passed validation"):
+        require_passed(paths, v)
+    results = json.loads((paths.validation(v) / "results.json").read_text())
+    assert not results["success"] and results["failed"] == 2
+
+
+def test_captions_of_another_variant_fail_their_declaration(study):
+    """one_object's captions (saliency bias 0) presented as saliency_100's: the bias check catches it."""
+    params, paths, _ = study
+    import shutil
+    paths.captions("saliency_100").parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(paths.captions("one_object"), paths.captions("saliency_100"))
+    with pytest.raises(StageError) as e:
+        validate_variant(params, paths, "saliency_100")
+    assert "captions.top_mentioned: expect_column_values_to_be_between expected 1 .. 1" in str(e.value)
+    assert "declared saliency bias 1" in str(e.value)
+    # completeness_50's captions labelled natural: density 3 where 1 is declared
+    shutil.copy(paths.captions("completeness_50"), paths.captions("natural"))
+    with pytest.raises(StageError, match=r"mentions\.n_attrs: expect_column_mean_to_be_between expected 0\.95 \.\. "
+                                         r"1\.05, observed 3"):
+        validate_variant(params, paths, "natural")
+
+
+def test_words_outside_the_vocabulary_and_missing_images_fail(study):
+    params, paths, _ = study
+    v = "one_object"
+    table = pl.read_parquet(paths.captions(v))
+    table = table.with_columns(
+        pl.when(pl.int_range(pl.len()) == 3).then(pl.col("caption") + " teapot").otherwise(pl.col("caption"))
+        .alias("caption"),
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit(100_000, dtype=pl.Int64)).otherwise(pl.col("scene_id"))
+        .alias("scene_id"))
+    write_parquet(table, paths.captions(v))
+    with pytest.raises(StageError) as e:
+        validate_variant(params, paths, v)
+    msg = str(e.value)
+    assert "captions.oov_words: expect_column_values_to_be_between expected 0 .. 0, observed 1 of 300 rows" in msg
+    assert "captions.scene_id: expect_column_values_to_be_between expected 0 .. 299" in msg
+    assert "captions.text_matches_record" in msg
+
+
+def test_unbalanced_scene_table_fails(study):
+    params, paths, _ = study
+    scenes = pl.read_parquet(paths.scenes("train"))
+    # every red object becomes green: colours no longer balanced
+    write_parquet(scenes.with_columns(pl.col("color").replace("red", "green")), paths.scenes("train"))
+    with pytest.raises(StageError) as e:
+        validate_scenes(params, paths, "train")
+    assert "balance.deviation: expect_column_values_to_be_between expected 0 .. 0.05" in str(e.value)
+    assert not (paths.validation("scenes") / "train" / "passed.json").exists()
+
+
+def test_bad_input_is_one_clear_line(study, capsys, tmp_path):
+    params, paths, params_file = study
+    assert main(["validate", "--variant", "nope", "--params", str(params_file), "--data", str(paths.root)]) == 2
+    assert "unknown variant 'nope'" in capsys.readouterr().err
+    assert main(["validate", "--variant", "ideal", "--params", str(params_file), "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "captions.parquet is missing" in err
+    assert not (tmp_path / "validation").exists()
