@@ -14,8 +14,8 @@ from conftest import tiny_params_dict, write_params
 # completeness help, saliency bias hurts, batch size and hard negatives leave degraded data degraded.
 LEVEL = {"ideal": 0.93, "density_0": 0.25, "density_1": 0.40, "density_2": 0.70, "objects_2": 0.95,
          "objects_3": 0.85, "objects_4": 0.60, "one_object": 0.35, "completeness_50": 0.55,
-         "saliency_50": 0.30, "saliency_100": 0.20, "batch_128": 0.92, "batch_512": 0.94,
-         "density_1_batch_128": 0.38, "density_1_batch_512": 0.43, "density_1_hardneg": 0.45, "natural": 0.22}
+         "saliency_50": 0.30, "saliency_100": 0.20, "batch_64": 0.92, "batch_512": 0.94,
+         "density_1_batch_64": 0.38, "density_1_batch_512": 0.43, "density_1_hardneg": 0.45, "natural": 0.22}
 
 
 def eval_json(variant: str, seed: int, level: float) -> dict:
@@ -85,7 +85,7 @@ def test_verdicts_follow_the_numbers(tmp_path):
     """Flat density, batch size that fixes degraded data, weak ideal data: the verdicts say so."""
     from bindlab.report import report_stage
     levels = dict(LEVEL, density_0=0.91, density_1=0.92, density_2=0.93, density_1_batch_512=0.95,
-                  ideal=0.6, objects_2=0.6, objects_3=0.6, objects_4=0.6, batch_128=0.6, batch_512=0.6)
+                  ideal=0.6, objects_2=0.6, objects_3=0.6, objects_4=0.6, batch_64=0.6, batch_512=0.6)
     params, paths, _ = setup(tmp_path, levels=levels)
     f = by_number(report_stage(params, paths))
     assert f[1]["verdict"] == "not reproduced"      # density makes no difference here
