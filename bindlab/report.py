@@ -194,6 +194,11 @@ def verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dic
         return {"verdict": "inconclusive", "effect": None, "threshold": thr,
                 "why": "no comparison on degraded data (every line includes the ideal variant)"}
     ideal_mean = _stats([r[metric] for r in runs[ideal].values()])[0] if ideal in runs else None
+    if ideal_mean is not None and ideal_mean < chance + thr:
+        # Reliable binding is measured against what ideal data reaches; if even that is at chance,
+        # "the knob does not fix binding" cannot be told apart from "nothing was learned".
+        return {"verdict": "inconclusive", "effect": None, "threshold": thr,
+                "why": f"the ideal variant {ideal!r} itself is at chance ({ideal_mean:.3f} vs {chance:.3f} + {thr:.3f})"}
     reliable = params.study.near_perfect if ideal_mean is None else min(params.study.near_perfect, ideal_mean - thr)
     parts, fixed = [], False
     for ln in degraded:
