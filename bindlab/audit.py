@@ -7,7 +7,6 @@ out are to the GX Data Docs beside it in `data/validation/`, by relative path.
 """
 from __future__ import annotations
 
-import base64
 import html
 import io
 import json
@@ -17,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from bindlab.errors import require
+from bindlab.figures import figure_png, png_uri
 from bindlab.io import atomic_path
 from bindlab.params import Params, Variant
 from bindlab.paths import DataPaths
@@ -41,17 +41,13 @@ th { background: #f2f2f2; }
 
 # --- small helpers ----------------------------------------------------------------------------------
 
-def _png_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode()
-
-
 def _image_uri(image: np.ndarray, scale: int = 3) -> str:
     from PIL import Image
     img = Image.fromarray(np.ascontiguousarray(image))
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    return _png_uri(buf.getvalue())
+    return png_uri(buf.getvalue())
 
 
 def _fmt(x, digits: int = 3) -> str:
@@ -165,10 +161,7 @@ def histograms(cstats: pl.DataFrame, mentions: pl.DataFrame, title: str) -> byte
         ax.set_ylabel("fraction")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=80)
 
 
 def overview_plot(rows: list[dict]) -> bytes:
@@ -191,10 +184,7 @@ def overview_plot(rows: list[dict]) -> bytes:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.9))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, metadata={"Software": None})
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=80)
 
 
 # --- pages ------------------------------------------------------------------------------------------
@@ -262,7 +252,7 @@ def audit_variant(params: Params, paths: DataPaths, variant: str) -> Path:
 <table><tr><th>property</th><th>declared</th><th>measured</th><th>validation (expected range: observed)</th></tr>
 {''.join(prop_rows)}</table>
 <h2>Distributions</h2>
-<img src="{_png_uri(histograms(cstats, mentions, f'variant {variant}'))}" alt="histograms: {'; '.join(HISTOGRAMS)}" style="width:100%">
+<img src="{png_uri(histograms(cstats, mentions, f'variant {variant}'))}" alt="histograms: {'; '.join(HISTOGRAMS)}" style="width:100%">
 <h2>Sample images and captions</h2>
 <p class="small">&#10003; the caption; &#10007; its hard negatives (attribute values swapped between objects),
 where the variant has them.</p>
@@ -334,7 +324,7 @@ def audit_overview(params: Params, paths: DataPaths) -> Path:
         docs = folder.relative_to(paths.root) / "docs" / "index.html"
         link = f'<a href="../{docs.as_posix()}">docs</a>' if (paths.root / docs).exists() else "-"
         others.append(f"<tr><td>{label}</td><td>{_verdict(res)}</td><td>{link}</td></tr>")
-    plot = (f'<img src="{_png_uri(overview_plot(plot_rows))}" alt="declared vs measured" style="width:100%">'
+    plot = (f'<img src="{png_uri(overview_plot(plot_rows))}" alt="declared vs measured" style="width:100%">'
             if plot_rows else "<p>No variant has statistics yet: run <code>bindlab stats</code>.</p>")
     body = f"""
 <h1>bindlab: caption data audit across variants</h1>

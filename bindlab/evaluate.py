@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 
 from bindlab.errors import StageError, require
+from bindlab.figures import figure_png
 from bindlab.io import write_json
 from bindlab.params import Params
 from bindlab.paths import DataPaths
@@ -263,8 +264,7 @@ def write_plots(result: dict, folder: Path) -> None:
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     with atomic_path(folder / "by_swap.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-    plt.close(fig)
+        tmp.write_bytes(figure_png(fig, dpi=100))
 
     tsv = folder / "train.tsv"
     if tsv.exists():
@@ -277,5 +277,4 @@ def write_plots(result: dict, folder: Path) -> None:
             ax.set_title(f"{result.get('variant')}: training loss", fontsize=9)
             fig.tight_layout()
             with atomic_path(folder / "train_curve.png") as tmp:
-                fig.savefig(tmp, format="png", dpi=100, metadata={"Software": None})
-            plt.close(fig)
+                tmp.write_bytes(figure_png(fig, dpi=100))

@@ -11,9 +11,7 @@ same metrics give the same bytes.
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 import re
@@ -21,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bindlab.errors import StageError
+from bindlab.figures import figure_png, png_uri
 from bindlab.io import atomic_path, write_json
 from bindlab.params import Params, Variant
 from bindlab.paths import DataPaths
@@ -255,10 +254,7 @@ def _plot(params: Params, finding: Finding, lines: list[list[dict]], runs: dict)
     ax.legend(fontsize=7)
     ax.set_title(f"{finding.number}. {finding.title}", fontsize=10)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return png_uri(figure_png(fig, dpi=90))
 
 
 def _fmt(x) -> str:
