@@ -111,11 +111,6 @@ class _Job:
             if self.textures[k] != "plain":
                 canvas.paste(self.shades[k], box, second)
 
-    def render(self, i: int) -> Image.Image:
-        canvas = Image.new("RGB", (self.image_size, self.image_size), BACKGROUND)
-        self.draw(canvas, i, 0)
-        return canvas
-
     def render_range(self, lo: int, hi: int) -> None:
         # A padding band between images catches the sub-pixel anti-aliased edge a rounded position
         # can push out of its image, so each image equals its stand-alone render.
