@@ -149,8 +149,10 @@ def study(variants: list[str] | None = None, seeds: list[int] | None = None,
              f"DVC project: {root or 'none (not the project params/data)'}; "
              f"{'stale stages: ' + str(len(stale)) if stale is not None else 'running every stage'}")
     task_runner = make_runner(runner, workers, dask_address)
+    # Render in-process (1 worker): forking a render pool from a process that runs Prefect's (and
+    # Dask's) threads can deadlock on a lock held at fork time; rendering is seconds either way.
     states = _fanout.with_options(task_runner=task_runner)(
-        params_file, data, variants, seeds, stale, threads, 1 if workers > 1 else None)
+        params_file, data, variants, seeds, stale, threads, 1)
     done = [s for s, st in states.items() if st == "Completed"]
     if root is not None and dvc_commit:
         dvc_sync.commit(root, done)  # also when other stages failed: what finished stays finished
