@@ -53,8 +53,11 @@ class _Plan:
 
 @flow(name="study-fanout")
 def _fanout(params_file: str, data: str, variants: list[str], seeds: list[int],
-            stale: list[str] | None, threads: int | None, render_workers: int | None) -> dict[str, str]:
-    """The DAG of dvc.yaml for the chosen variants; returns {stage: final state name}."""
+            stale: list[str] | None, threads: int | None) -> dict[str, str]:
+    """The DAG of dvc.yaml for the chosen variants; returns {stage: final state name}.
+
+    Rendering runs in-process (1 worker): forking a render pool from a process that runs Prefect's
+    (and Dask's) threads can deadlock on a lock held at fork time; rendering is seconds either way."""
     from bindlab.params import load_params
     params = load_params(params_file)
     plan = _Plan(None if stale is None else set(stale))
@@ -62,9 +65,9 @@ def _fanout(params_file: str, data: str, variants: list[str], seeds: list[int],
     a = (params_file, data)
     for s in sets:
         plan.submit(f"sample@{s}", stages.sample, *a, s)
-        plan.submit(f"render@{s}", stages.render, *a, s, render_workers, after=[f"sample@{s}"])
+        plan.submit(f"render@{s}", stages.render, *a, s, 1, after=[f"sample@{s}"])
         plan.submit(f"validate_scenes@{s}", stages.validate_scenes, *a, s, after=[f"render@{s}"])
-    plan.submit("benchmark", stages.benchmark, *a, render_workers)
+    plan.submit("benchmark", stages.benchmark, *a, 1)
     plan.submit("validate_benchmark", stages.validate_benchmark, *a, after=["benchmark"])
     for v in variants:
         s = params.variant(v).scenes
@@ -149,10 +152,8 @@ def study(variants: list[str] | None = None, seeds: list[int] | None = None,
              f"DVC project: {root or 'none (not the project params/data)'}; "
              f"{'stale stages: ' + str(len(stale)) if stale is not None else 'running every stage'}")
     task_runner = make_runner(runner, workers, dask_address)
-    # Render in-process (1 worker): forking a render pool from a process that runs Prefect's (and
-    # Dask's) threads can deadlock on a lock held at fork time; rendering is seconds either way.
     states = _fanout.with_options(task_runner=task_runner)(
-        params_file, data, variants, seeds, stale, threads, 1)
+        params_file, data, variants, seeds, stale, threads)
     done = [s for s, st in states.items() if st == "Completed"]
     if root is not None and dvc_commit:
         dvc_sync.commit(root, done)  # also when other stages failed: what finished stays finished
