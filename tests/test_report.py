@@ -61,8 +61,8 @@ def test_every_finding_reproduced_from_numbers(tmp_path):
     # density: ideal (3) 0.93 vs density_0 0.25 (+0.01 for seed 1): effect 0.68
     assert f[1]["effect"] == pytest.approx(0.68, abs=1e-9)
     assert [p["variant"] for p in f[1]["lines"][0]] == ["density_0", "density_1", "density_2", "ideal"]
-    # objects: ideal (2.5 objects) joins objects_2..4; range 0.95 - 0.60
-    assert [p["x"] for p in f[2]["lines"][0]] == [2.0, 2.99, 3.0, 4.0]  # ideal: the mean of params.yaml's 2-4 objects
+    # objects: ideal (2.99 objects) joins objects_2..4; range 0.95 - 0.60
+    assert [p["x"] for p in f[2]["lines"][0]] == [2.0, 2.99, 3.0, 4.0]
     assert f[2]["effect"] == pytest.approx(0.35, abs=1e-9)
     # saliency line: one_object (bias 0) -> saliency_100
     assert [p["variant"] for p in f[4]["lines"][0]] == ["one_object", "saliency_50", "saliency_100"]
