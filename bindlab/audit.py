@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import html
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from bindlab.errors import require
 from bindlab.figures import figure_png, png_uri
 from bindlab.io import atomic_path
 from bindlab.params import Params, Variant
@@ -81,13 +79,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def _results(paths: DataPaths, variant: str) -> dict | None:
-    f = paths.validation(variant) / "results.json"
-    return json.loads(f.read_text()) if f.exists() else None
-
-
-def _load_summary(paths: DataPaths, variant: str) -> dict:
-    f = require(paths.stats(variant) / "summary.json", f"bindlab stats --variant {variant}")
-    return json.loads(Path(f).read_text())
+    from bindlab.contracts import results_of
+    return results_of(paths.validation(variant), f"bindlab validate --variant {variant}")
 
 
 def declared(params: Params, v: Variant) -> dict[str, str]:
@@ -189,12 +182,9 @@ def overview_plot(rows: list[dict]) -> bytes:
 
 # --- pages ------------------------------------------------------------------------------------------
 
-def _samples(params: Params, v: Variant, paths: DataPaths, variant: str) -> str:
+def _samples(params: Params, variant: str, captions: pl.DataFrame, images: np.ndarray) -> str:
     from bindlab.scenes import rng_for
-    from bindlab.stats import load_captions
 
-    captions = load_captions(paths.captions(variant))
-    images = np.load(require(paths.images(v.scenes), "bindlab render"), mmap_mode="r")
     rng = rng_for(params, f"audit/{variant}")
     rows = sorted(rng.choice(len(captions), size=min(SAMPLES, len(captions)), replace=False).tolist())
     cards = []
@@ -213,12 +203,12 @@ def _samples(params: Params, v: Variant, paths: DataPaths, variant: str) -> str:
 
 
 def audit_variant(params: Params, paths: DataPaths, variant: str) -> Path:
+    from bindlab.contracts import captions_of, images_of, stats_of
     v = params.variant(variant)
-    summary = _load_summary(paths, variant)
-    folder = paths.stats(variant)
-    cstats = pl.read_parquet(require(folder / "captions.parquet", f"bindlab stats --variant {variant}"))
-    mentions = pl.read_parquet(require(folder / "mentions.parquet", f"bindlab stats --variant {variant}"))
+    # every input is read (and checked) before any work, so a damaged one stops the page before it is made
+    cstats, mentions, summary = stats_of(params, paths, variant)
     results = _results(paths, variant)
+    captions, images = captions_of(params, paths, variant), images_of(params, paths, v.scenes)
     checks = results["expectations"] if results else []
 
     decl, meas = declared(params, v), measured(summary)
@@ -256,7 +246,7 @@ def audit_variant(params: Params, paths: DataPaths, variant: str) -> Path:
 <h2>Sample images and captions</h2>
 <p class="small">&#10003; the caption; &#10007; its hard negatives (attribute values swapped between objects),
 where the variant has them.</p>
-{_samples(params, v, paths, variant)}
+{_samples(params, variant, captions, images)}
 <h2>Data quality checks</h2>
 <p>{len(generic) - len(failed)} of {len(generic)} passed.</p>
 <details{' open' if failed else ''}><summary>all checks</summary>
@@ -285,11 +275,11 @@ def _expected_top(v: Variant, summary: dict) -> float | None:
 
 def audit_overview(params: Params, paths: DataPaths) -> Path:
     """One page across all variants (and the scene sets and the benchmark): declared vs measured, pass/fail."""
+    from bindlab.contracts import results_of, summary_of
     rows, plot_rows = [], []
     for name in params.variants:
         v = params.variant(name)
-        f = paths.stats(name) / "summary.json"
-        summary = json.loads(f.read_text()) if f.exists() else None
+        summary = summary_of(params, paths, name)  # None: no statistics yet, the row says so
         results = _results(paths, name)
         m = summary["means"] if summary else {}
         page = Path(name) / "index.html"
@@ -317,10 +307,10 @@ def audit_overview(params: Params, paths: DataPaths) -> Path:
                               "completeness_measured": m["completeness"],
                               "top_declared": _expected_top(v, summary), "top_measured": m["top_mentioned"]})
     others = []
-    for label, folder in [*((f"scene set {s}", paths.validation("scenes") / s) for s in params.scene_sets),
-                          ("benchmark", paths.validation("benchmark"))]:
-        f = folder / "results.json"
-        res = json.loads(f.read_text()) if f.exists() else None
+    for label, folder, cmd in [*((f"scene set {s}", paths.validation("scenes") / s, f"--scenes {s}")
+                                 for s in params.scene_sets),
+                               ("benchmark", paths.validation("benchmark"), "--benchmark")]:
+        res = results_of(folder, f"bindlab validate {cmd}")
         docs = folder.relative_to(paths.root) / "docs" / "index.html"
         link = f'<a href="../{docs.as_posix()}">docs</a>' if (paths.root / docs).exists() else "-"
         others.append(f"<tr><td>{label}</td><td>{_verdict(res)}</td><td>{link}</td></tr>")

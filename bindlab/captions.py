@@ -13,7 +13,7 @@ from bindlab.errors import StageError
 from bindlab.io import write_parquet
 from bindlab.params import Params, Variant
 from bindlab.paths import DataPaths
-from bindlab.scenes import load_scenes, rng_for
+from bindlab.scenes import rng_for
 
 SEPARATOR = " and "
 
@@ -179,8 +179,9 @@ def make_captions(params: Params, scenes: pl.DataFrame, v: Variant, stream: str)
 
 
 def captions_stage(params: Params, paths: DataPaths, variant: str) -> pl.DataFrame:
+    from bindlab.contracts import scenes_of
     v = params.variant(variant)
-    scenes = load_scenes(paths.scenes(v.scenes))
+    scenes = scenes_of(params, paths, v.scenes)
     table = make_captions(params, scenes, v, stream=f"captions/{variant}")
     write_parquet(table, paths.captions(variant))
     print(f"{len(table)} captions for variant {variant!r} -> {paths.captions(variant)}")

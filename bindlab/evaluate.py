@@ -116,17 +116,11 @@ class Encoder:
         return np.concatenate(out)
 
 
-def load_benchmark(folder: Path) -> dict:
-    for name in ("items.parquet", "probes.parquet", "images.npy", "counterfactual.npy"):
-        require(folder / name, "bindlab benchmark")
-    b = {"items": pl.read_parquet(folder / "items.parquet").sort("item_id"),
-         "probes": pl.read_parquet(folder / "probes.parquet").sort("probe_id"),
-         "images": np.load(folder / "images.npy", mmap_mode="r"),
-         "counterfactual": np.load(folder / "counterfactual.npy", mmap_mode="r")}
-    if b["items"]["item_id"].to_list() != list(range(len(b["counterfactual"]))):
-        raise StageError(f"{folder / 'items.parquet'}: item_id must be 0..{len(b['counterfactual']) - 1}, "
-                         f"the rows of counterfactual.npy")
-    return b
+def load_benchmark(folder: Path, n: int | None = None) -> dict:
+    """items, probes, images, counterfactual of the benchmark folder, checked (bindlab/contracts.py);
+    `n`: the image count params declare."""
+    from bindlab.contracts import read_benchmark
+    return read_benchmark(Path(folder), n)
 
 
 def score_benchmark(enc: Encoder, bench: dict) -> dict:
@@ -155,11 +149,11 @@ def score_benchmark(enc: Encoder, bench: dict) -> dict:
 
 # --- loading a model ---------------------------------------------------------------------------
 
-def bindlab_encoder(path: Path, device: str, batch: int):
+def bindlab_encoder(path: Path, device: str, batch: int, made_by: str = "bindlab train --fresh"):
     """Encoder of a bindlab checkpoint (self-describing), and the checkpoint dict."""
     from bindlab.model import load_model
     from bindlab.train import images_to_tensor
-    model, tokenizer, ck = load_model(path, device)
+    model, tokenizer, ck = load_model(path, device, made_by)
     size = ck["model_spec"]["vision"]["image_size"]
 
     def image_fn(x: np.ndarray):
@@ -209,7 +203,7 @@ def evaluate_stage(params: Params, paths: DataPaths, variant: str | None = None,
         params.variant(variant)  # unknown names fail here, before any work
     torch.set_num_threads(threads or tp.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    bench = load_benchmark(paths.benchmark)
+    bench = load_benchmark(paths.benchmark, params.benchmark.n)
     ck = {}
     if model_name:
         if checkpoint is None:
@@ -217,7 +211,8 @@ def evaluate_stage(params: Params, paths: DataPaths, variant: str | None = None,
         enc = openclip_encoder(model_name, Path(checkpoint), device, tp.eval_batch)
     else:
         path = Path(checkpoint) if checkpoint else paths.model(variant, seed) / "last.pt"
-        enc, ck = bindlab_encoder(path, device, tp.eval_batch)
+        run = f" --variant {variant} --seed {seed}" if variant and not checkpoint else ""
+        enc, ck = bindlab_encoder(path, device, tp.eval_batch, made_by=f"bindlab train{run} --fresh")
     if out is None:
         out = (paths.metrics(variant, seed) if variant and not checkpoint
                else paths.root / "metrics" / "external" / Path(checkpoint).stem)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from bindlab.errors import StageError
 from bindlab.params import ModelCfg, Params
 
 PAD, SOT, EOT, UNK = "<pad>", "<sot>", "<eot>", "<unk>"
@@ -89,18 +88,11 @@ def build_model(spec: dict):
                 output_dict=True)
 
 
-def load_model(path, device: str = "cpu"):
-    """(model, tokenizer, checkpoint dict) from a bindlab checkpoint, loaded with weights_only=True."""
-    import torch
-    try:
-        ck = torch.load(path, map_location=device, weights_only=True)
-    except FileNotFoundError:
-        raise StageError(f"{path}: no such checkpoint; run `bindlab train` first") from None
-    except Exception as e:  # noqa: BLE001 - a corrupt or foreign file: say which
-        raise StageError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})".splitlines()[0]) from None
-    if not isinstance(ck, dict) or "model_spec" not in ck:
-        raise StageError(f"{path}: not a bindlab checkpoint (no model_spec); for an open_clip model "
-                         f"pass --model NAME as well")
+def load_model(path, device: str = "cpu", made_by: str = "bindlab train --fresh"):
+    """(model, tokenizer, checkpoint dict) from a bindlab checkpoint, loaded with weights_only=True and
+    checked (bindlab/contracts.py); `made_by`: the command that regenerates it, for the error."""
+    from bindlab.contracts import read_checkpoint
+    ck = read_checkpoint(path, made_by, device)
     model = build_model(ck["model_spec"]).to(device)
     model.load_state_dict(ck["model"])
     model.eval()

@@ -373,6 +373,8 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ParamsError(f"{path}: no such params file") from None
+    except UnicodeDecodeError as e:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {e.start}); restore it from git") from None
     except ParamsError as e:
         raise ParamsError(f"{path}: {e}") from None
     except yaml.YAMLError as e:

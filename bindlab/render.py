@@ -201,9 +201,9 @@ def contact_sheet(images: np.ndarray, captions: list[str], out: str | Path, cols
 
 def render_stage(params: Params, paths: DataPaths, scene_set: str, workers: int | None = None) -> None:
     from bindlab.captions import full_captions
-    from bindlab.scenes import load_scenes
+    from bindlab.contracts import scenes_of
 
-    scenes = load_scenes(paths.scenes(scene_set))
+    scenes = scenes_of(params, paths, scene_set)
     render_to_npy(params, scenes, paths.images(scene_set), workers=workers)
     images = np.load(paths.images(scene_set), mmap_mode="r")
     first = scenes.filter(pl.col("scene_id") < 16)

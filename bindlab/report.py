@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from bindlab.contracts import read_eval
 from bindlab.errors import StageError
 from bindlab.figures import figure_png, png_uri
 from bindlab.io import atomic_path, write_json
@@ -61,24 +62,18 @@ FINDINGS = (
 
 def load_runs(params: Params, paths: DataPaths) -> tuple[dict[str, dict[int, dict]], list[str]]:
     """variant -> seed -> eval.json, over study.seeds; and the runs that are missing."""
-    runs, missing = {}, []
+    runs, missing, first_missing = {}, [], None
     for name in params.variants:
         for seed in params.study.seeds:
             f = paths.metrics(name, seed) / "eval.json"
             if not f.exists():
                 missing.append(f"{name}/seed{seed}")
+                first_missing = first_missing or f
                 continue
-            try:
-                result = json.loads(f.read_text())
-            except json.JSONDecodeError as e:
-                raise StageError(f"{f}: not valid JSON ({e})") from None
-            if params.study.metric not in result:
-                raise StageError(f"{f}: has no {params.study.metric!r} (study.metric); keys: "
-                                 f"{', '.join(sorted(result))}")
-            runs.setdefault(name, {})[seed] = result
+            runs.setdefault(name, {})[seed] = read_eval(f, name, seed, params.study.metric)
     if not runs:
         raise StageError(f"no eval.json under {paths.root / 'metrics'} for any variant and seed "
-                         f"{params.study.seeds}; run `bindlab train` and `bindlab evaluate` (or `dvc repro`) first")
+                         f"{params.study.seeds} (e.g. {first_missing} is missing); run `bindlab train` and `bindlab evaluate` (or `dvc repro`) first")
     return runs, missing
 
 

@@ -159,6 +159,7 @@ def sample_stage(params: Params, paths: DataPaths, scene_set: str) -> pl.DataFra
 
 
 def load_scenes(path) -> pl.DataFrame:
-    from bindlab.errors import require
-    require(path, "bindlab sample")
-    return pl.read_parquet(path)
+    """A scene table checked against the contract (columns, types); stages use contracts.scenes_of,
+    which also checks the scene count against params."""
+    from bindlab.contracts import SCENES, read_table
+    return read_table(path, SCENES, "bindlab sample")

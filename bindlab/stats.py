@@ -15,13 +15,9 @@ import math
 import numpy as np
 import polars as pl
 
-from bindlab.errors import StageError, require
 from bindlab.io import write_json, write_parquet
 from bindlab.params import Params
 from bindlab.paths import DataPaths
-
-CAPTION_COLUMNS = {"scene_id", "caption", "template", "objects", "attrs", "hard_negatives", "hard_negative_swaps"}
-
 
 def allowed_words(params: Params) -> list[str]:
     from bindlab.captions import function_words
@@ -36,15 +32,6 @@ def words_outside(text: pl.Expr, allowed: list[str]) -> pl.Expr:
 def bag_of_words(text: pl.Expr) -> pl.Expr:
     """The text's words, sorted, joined: equal for two texts with the same bag of words."""
     return text.str.split(" ").list.sort().list.join(" ")
-
-
-def load_captions(path) -> pl.DataFrame:
-    require(path, "bindlab captions")
-    table = pl.read_parquet(path)
-    missing = sorted(CAPTION_COLUMNS - set(table.columns))
-    if missing:
-        raise StageError(f"{path}: caption table lacks column(s) {', '.join(missing)}")
-    return table
 
 
 def mention_stats(params: Params, captions: pl.DataFrame, scenes: pl.DataFrame) -> pl.DataFrame:
@@ -215,10 +202,10 @@ def summary_row(variant: str, summary: dict) -> pl.DataFrame:
 
 def variant_stats(params: Params, paths: DataPaths, variant: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(caption statistics, mention statistics) of a variant, from its caption and scene tables."""
-    from bindlab.scenes import load_scenes
+    from bindlab.contracts import captions_of, scenes_of
     v = params.variant(variant)
-    captions = load_captions(paths.captions(variant))
-    scenes = load_scenes(paths.scenes(v.scenes))
+    captions = captions_of(params, paths, variant)
+    scenes = scenes_of(params, paths, v.scenes)
     mentions = mention_stats(params, captions, scenes)
     return caption_stats(params, captions, scenes, mentions), mentions
 

@@ -35,14 +35,11 @@ class TrainData:
     """Memory-mapped images and pre-tokenised captions (and hard negatives) of one variant."""
 
     def __init__(self, params: Params, paths: DataPaths, variant: str, v: Variant, tokenizer):
-        img_path = require(paths.images(v.scenes), f"bindlab render --scenes {v.scenes}")
-        cap_path = require(paths.captions(variant), f"bindlab captions --variant {variant}")
-        self.images = np.load(img_path, mmap_mode="r")
-        caps = pl.read_parquet(cap_path).sort("scene_id")
+        from bindlab.contracts import captions_of, images_of
+        # both checked against the scene set's size in params, hence against each other
+        self.images = images_of(params, paths, v.scenes)
+        caps = captions_of(params, paths, variant).sort("scene_id")
         n = self.images.shape[0]
-        if caps.height != n or caps["scene_id"].to_list() != list(range(n)):
-            raise StageError(f"{cap_path}: {caps.height} captions do not match the {n} images of "
-                             f"{img_path} (scene_id must be 0..{n - 1}); rerun `bindlab captions --variant {variant}`")
         self.n = n
         self.tokens = tokenizer(caps["caption"].to_list())
         self.hard_negatives = v.hard_negatives
@@ -183,6 +180,7 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
     require_validation is False. `_stop_after` ends the loop after that many steps of this call,
     as an interruption would (tests use it to check resuming)."""
     import torch
+    from bindlab.contracts import read_checkpoint
     from bindlab.model import build_model, make_tokenizer, model_spec, n_parameters
     from tqdm import tqdm
 
@@ -215,7 +213,7 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
     loss_fn = make_loss()
     step, rows, train_seconds = 0, [], 0.0
     if last.exists() and not fresh:
-        ck = torch.load(last, map_location=device, weights_only=True)
+        ck = read_checkpoint(last, f"bindlab train --variant {variant} --seed {seed} --fresh", device, resume=True)
         if ck["run"] != run:
             raise StageError(f"{last}: was made with other settings ({_diff(ck['run'], run)}); "
                              f"delete it or pass --fresh")

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from bindlab.errors import StageError, require
+from bindlab.errors import StageError
 from bindlab.io import atomic_dir, write_json
 from bindlab.params import Params, Variant
 from bindlab.paths import DataPaths
@@ -78,11 +78,6 @@ def rate_bounds(expected: np.ndarray, variance: np.ndarray, tolerance: float, z:
     se = math.sqrt(float(np.sum(variance))) / n
     tol = max(tolerance, z * se)
     return (max(mu - tol, 0.0), min(mu + tol, 1.0)) if clip else (mu - tol, mu + tol)
-
-
-def _images_count(path: Path, made_by: str) -> int:
-    require(path, made_by)
-    return int(np.load(path, mmap_mode="r").shape[0])
 
 
 # --- suites ------------------------------------------------------------------------------------------
@@ -252,21 +247,19 @@ def benchmark_suite(params: Params, paths: DataPaths) -> Suite:
     """The benchmark's scenes, swap items and probes."""
     from bindlab.stats import allowed_words, bag_of_words, words_outside
 
-    folder = paths.benchmark
-    for f in ("scenes.parquet", "items.parquet", "probes.parquet"):
-        require(folder / f, "bindlab benchmark")
-    scenes = pl.read_parquet(folder / "scenes.parquet")
-    n_images = _images_count(folder / "images.npy", "bindlab benchmark")
-    n_cf = _images_count(folder / "counterfactual.npy", "bindlab benchmark")
+    from bindlab.contracts import read_benchmark
+
     spec = params.benchmark
+    bench = read_benchmark(paths.benchmark, spec.n, ("scenes", "images", "items", "probes", "counterfactual"))
+    scenes, n_images, n_cf = bench["scenes"], len(bench["images"]), len(bench["counterfactual"])
     s = scene_suite(params, "benchmark", scenes, spec.objects, spec.n, n_images, training=False)
 
     allowed = allowed_words(params)
-    items = pl.read_parquet(folder / "items.parquet").with_columns(
+    items = bench["items"].with_columns(
         (pl.col("caption") != pl.col("negative")).cast(pl.Int8).alias("negative_differs"),
         (bag_of_words(pl.col("caption")) == bag_of_words(pl.col("negative"))).cast(pl.Int8).alias("same_words"),
         (words_outside(pl.col("caption"), allowed) + words_outside(pl.col("negative"), allowed)).alias("oov_words"))
-    probes = pl.read_parquet(folder / "probes.parquet").with_columns(
+    probes = bench["probes"].with_columns(
         (pl.col("true_caption") != pl.col("false_caption")).cast(pl.Int8).alias("false_differs"),
         (words_outside(pl.col("true_caption"), allowed) + words_outside(pl.col("false_caption"), allowed))
         .alias("oov_words"))
@@ -441,15 +434,15 @@ def _report(results: dict, out: Path) -> None:
 
 
 def validate_variant(params: Params, paths: DataPaths, variant: str) -> dict:
-    from bindlab.scenes import load_scenes
-    from bindlab.stats import caption_stats, load_captions, mention_stats
+    from bindlab.contracts import captions_of, images_of, scenes_of
+    from bindlab.stats import caption_stats, mention_stats
 
     if variant in RESERVED:
         raise StageError(f"variant name {variant!r} is reserved under {paths.root / 'validation'}; rename it")
     v = params.variant(variant)
-    captions = load_captions(paths.captions(variant))
-    scenes = load_scenes(paths.scenes(v.scenes))
-    n_images = _images_count(paths.images(v.scenes), "bindlab render")
+    captions = captions_of(params, paths, variant)
+    scenes = scenes_of(params, paths, v.scenes)
+    n_images = len(images_of(params, paths, v.scenes))
     mentions = mention_stats(params, captions, scenes)
     cstats = caption_stats(params, captions, scenes, mentions)
     suite = caption_suite(params, v, f"variant_{variant}", cstats, mentions,
@@ -461,13 +454,13 @@ def validate_variant(params: Params, paths: DataPaths, variant: str) -> dict:
 
 
 def validate_scenes(params: Params, paths: DataPaths, scene_set: str) -> dict:
-    from bindlab.scenes import load_scenes
+    from bindlab.contracts import images_of, scenes_of
     if scene_set not in params.scene_sets:
         raise StageError(f"unknown scene set {scene_set!r}; params.yaml scene_sets defines: "
                          f"{', '.join(params.scene_sets)}")
     spec = params.scene_sets[scene_set]
-    scenes = load_scenes(paths.scenes(scene_set))
-    n_images = _images_count(paths.images(scene_set), "bindlab render")
+    scenes = scenes_of(params, paths, scene_set)
+    n_images = len(images_of(params, paths, scene_set))
     suite = scene_suite(params, f"scenes_{scene_set}", scenes, spec.objects, spec.n, n_images, training=True)
     out = paths.validation("scenes") / scene_set
     results = _write_results(suite, out)
@@ -485,8 +478,10 @@ def validate_benchmark(params: Params, paths: DataPaths) -> dict:
 
 def require_passed(paths: DataPaths, variant: str) -> Path:
     """For training: fail unless the variant's captions passed validation."""
+    from bindlab.contracts import read_verdict
     marker = paths.validation(variant) / "passed.json"
     if not marker.exists():
         raise StageError(f"{marker} is missing: variant {variant!r} has not passed validation; "
                          f"run `bindlab validate --variant {variant}` and fix what it reports")
+    read_verdict(marker, f"variant_{variant}", f"bindlab validate --variant {variant}")
     return marker
