@@ -378,7 +378,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except ParamsError as e:
         raise ParamsError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
-        raise ParamsError(f"{path}: not valid YAML: {e}".replace("\n", " ")) from None
+        # PyYAML's message quotes the source over several lines; where it knows the spot, say just that
+        mark, problem = getattr(e, "problem_mark", None), getattr(e, "problem", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark and problem else f": {e}"
+        raise ParamsError(f"{path}: not valid YAML{where}".replace("\n", " ")) from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of keys, got {type(raw).__name__}")
     raw = apply_profile(raw, path)

@@ -224,9 +224,9 @@ def test_fault(study, a, damage, reader, capsys):
     try:
         code = main(argv)
         err = capsys.readouterr().err
-        after = _snapshot(data)
     finally:
-        if before != _snapshot(data):  # a failing case must not spoil the next ones
+        after = _snapshot(data)
+        if before != after:  # a failing case must not spoil the next ones
             shutil.rmtree(data)
             shutil.copytree(study / "pristine" / "data", data)
         shutil.copy2(original, target)
@@ -241,3 +241,25 @@ def test_fault(study, a, damage, reader, capsys):
         assert "`bindlab " in lines[0], lines[0]  # the command that regenerates it
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     assert not changed, f"written or changed: {changed}"
+
+
+def test_readme_tables_are_the_contracts():
+    """The README's scene and caption tables list exactly the columns and types of bindlab/contracts.py."""
+    import re
+    from bindlab.contracts import CAPTIONS, SCENES
+    from conftest import REPO
+
+    def notation(dtype) -> str:
+        if isinstance(dtype, pl.List):
+            return f"list[{notation(dtype.inner)}]"
+        return {pl.Int8: "i8", pl.Int64: "i64", pl.Float32: "f32", pl.String: "str", pl.Boolean: "bool"}[dtype]
+
+    readme = (REPO / "README.md").read_text()
+    for title, schema in (("**Scene table**", SCENES), ("**Captions**", CAPTIONS)):
+        section = readme[readme.index(title):]
+        section = section[:section.index("\n\n", section.index("| column"))]
+        documented = {}
+        for cells in re.findall(r"^\| (.+?) \| (\S+) \|", section, re.M):
+            for name in re.findall(r"`(\w+)`", cells[0]):
+                documented[name] = cells[1]
+        assert documented == {c: notation(t) for c, t in schema.items()}, title
