@@ -19,41 +19,114 @@ TARGETS = {"ideal": {"i2t_pairwise": (">=", 0.90), "i2t_strict": (">=", 0.80)},
            "one_object": {"i2t_strict": ("<=", 0.35)}}
 
 
-def bench_train(params: Params, paths: DataPaths, n: int | None, variant: str = "ideal") -> None:
+# Each candidate is the plain step plus some switches; "today" is the step as it was before issue 9
+# (fp32, eager, per-tensor AdamW and clipping, torch's MultiheadAttention, no flush-to-zero).
+TODAY_PATCH = 8   # the cpu_vit patch size before issue 9
+CANDIDATES = {
+    "today (fp32 eager)": {},
+    "+ flush-to-zero": {"ftz": True},
+    "+ fused AdamW, foreach clipping": {"fused": True},
+    "+ custom attention": {"block": "custom"},
+    "+ bf16 autocast": {"precision": "bf16"},
+    "+ text without padding": {"trim": True},
+    "+ torch.compile": {"compile": True},
+    "ftz + fused + custom + unpadded": {"ftz": True, "fused": True, "block": "custom", "trim": True},
+    "ftz + fused + custom + bf16 + compile": {"ftz": True, "fused": True, "block": "custom", "precision": "bf16",
+                                              "compile": True},
+}
+
+
+def _step_worker(conn, params_file: str, data_root: str, variant: str, cand: dict, threads: int) -> None:
+    """One candidate in its own process (flush-to-zero is per thread, compile caches per process):
+    builds the model and then runs the steps the parent asks for, answering with their seconds."""
     import torch
-    from bindlab.model import build_model, make_tokenizer, model_spec, n_parameters
-    from bindlab.train import (TrainData, _optimizer, autocast_for, lr_factor, make_loss, train_step,
-                               training_params)
+    from bindlab.model import build_model, make_tokenizer, model_spec
+    from bindlab.params import load_params
+    from bindlab.train import TrainData, autocast_for, lr_factor, make_loss, maybe_compile, train_step
+    params = load_params(params_file)
+    tp, v = params.train, params.variant(variant)
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(bool(cand.get("ftz")))
+    spec = model_spec(params)
+    for tower in ("vision", "text"):
+        spec[tower]["block_type"] = cand.get("block", "default")
+        spec[tower].update(cand.get(tower, {}))
+    data = TrainData(params, DataPaths(data_root), variant, v, make_tokenizer(spec["tokenizer"]))
+    torch.manual_seed(0)
+    model = build_model(spec)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": tp.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+                            lr=tp.lr, betas=(0.9, tp.beta2), eps=1e-6, fused=bool(cand.get("fused")),
+                            foreach=False if not cand.get("fused") else None)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tp.warmup, v.steps, tp.min_lr_ratio))
+    loss_fn, ac = make_loss(), autocast_for("cpu", cand.get("precision", "fp32"))
+    step_model = maybe_compile(model, bool(cand.get("compile")))
+    step = 0
+    conn.send(sum(p.numel() for p in model.parameters()))
+    while (n := conn.recv()) is not None:
+        times = []
+        for _ in range(n):
+            b = data.batch(data.batch_indices(0, step, v.batch_size))
+            t = time.perf_counter()
+            train_step(step_model, opt, sched, loss_fn, b, "cpu", ac, tp.grad_clip,
+                       foreach_clip=bool(cand.get("fused")), trim_text=bool(cand.get("trim")))
+            times.append(time.perf_counter() - t)
+            step += 1
+        conn.send(times)
+
+
+def bench_train(params: Params, paths: DataPaths, n: int | None, variant: str = "ideal",
+                params_file: str = "params.yaml", only: list[str] | None = None) -> None:
+    """samples/s of the training step: today's plain fp32 eager step, each switch alone and together,
+    and the project's step (params.yaml's model and train settings), side by side. Every candidate
+    lives in its own process and they take turns, two steps at a time, so a load on the machine
+    falls on all of them alike; the figure is the median step. CPU only (a GPU has its own path)."""
+    import multiprocessing as mp
+    import statistics
+    from bindlab.train import precision_for, training_params
     cfg, tp = training_params(params)
     v = params.variant(variant)
-    steps = n or 12
-    spec = model_spec(params)
-    data = TrainData(params, paths, variant, v, make_tokenizer(spec["tokenizer"]))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"bench train: model {params.model.name} ({cfg.vision.image_size} px), variant {variant}, "
-          f"batch {v.batch_size}, {steps} timed steps after 3 warm-up steps, {device}")
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        torch.manual_seed(0)
-        model = build_model(spec).to(device)
-        opt = _optimizer(model, tp)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, tp.warmup, v.steps, tp.min_lr_ratio))
-        loss_fn, ac = make_loss(), autocast_for(device)
-        wait = total = 0.0
-        for step in range(steps + 3):
-            t0 = time.perf_counter()
-            b = data.batch(data.batch_indices(0, step, v.batch_size))
-            t1 = time.perf_counter()
-            train_step(model, opt, sched, loss_fn, b, device, ac, tp.grad_clip)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            if step >= 3:
-                wait += t1 - t0
-                total += time.perf_counter() - t0
-        print(f"  {threads} thread{'s' if threads > 1 else ' '}: {steps * v.batch_size / total:7.1f} samples/s  "
-              f"{total / steps:5.2f} s/step  data wait {100 * wait / total:4.1f}% of step time "
-              f"({n_parameters(model) / 1e6:.2f} M parameters)")
-    print("  targets: data wait <= 5%; the spike reached ~225 samples/s with 2 threads at batch 256")
+    rounds = n or 10
+    threads = tp.threads
+    project = {"ftz": True, "fused": True, "block": cfg.vision.block_type, "precision": precision_for("cpu", tp.precision),
+               "compile": tp.compile, "trim": not tp.compile}
+    # the switches are measured on today's model (params.yaml's, with the patch size it had)
+    today_model = {"vision": {"patch_size": TODAY_PATCH}}
+    cands = {k: c | today_model for k, c in CANDIDATES.items() if not only or k in only or k.startswith("today")}
+    if cfg.vision.patch_size != TODAY_PATCH:
+        cands[f"project switches on today's model (patch {TODAY_PATCH})"] = project | today_model
+    cands[f"project ({params.model.name} as in params.yaml, patch {cfg.vision.patch_size})"] = project
+    print(f"bench train: variant {variant} (batch {v.batch_size}), {threads} threads, cpu; "
+          f"{len(cands)} candidates in turns of 2 steps, {rounds} timed turns after 2 warm-up turns")
+    ctx = mp.get_context("spawn")
+    workers = {}
+    for label, cand in cands.items():
+        a, b = ctx.Pipe()
+        proc = ctx.Process(target=_step_worker, args=(b, params_file, str(paths.root), variant, cand, threads),
+                           daemon=True)
+        proc.start()
+        workers[label] = (proc, a)
+    n_params = {label: a.recv() for label, (_, a) in workers.items()}
+    times = {label: [] for label in workers}
+    warm = {label: 0.0 for label in workers}
+    for turn in range(rounds + 2):
+        for label, (_, a) in workers.items():
+            a.send(2)
+            t = a.recv()
+            if turn < 2:
+                warm[label] += sum(t)
+            else:
+                times[label] += t
+    for _, (proc, a) in workers.items():
+        a.send(None)
+        proc.join()
+    base = v.batch_size / statistics.median(times[next(iter(times))])
+    print(f"  {'candidate':48s} {'samples/s':>9s} {'ratio':>6s} {'warm-up s':>9s} {'params':>7s}")
+    for label, ts in times.items():
+        sps = v.batch_size / statistics.median(ts)
+        print(f"  {label:48s} {sps:9.1f} {sps / base:5.2f}x {warm[label]:9.1f} {n_params[label] / 1e6:6.2f}M")
+    print("  ratio: against today's fp32 eager step on today's model; target >= 2.0 for the project's step")
 
 
 def bench_eval(params: Params, paths: DataPaths, n: int | None, variant: str = "ideal") -> None:
@@ -151,4 +224,7 @@ def bench_binding(params: Params, paths: DataPaths, n: int | None, curve: bool =
 
 def run(what: str, params: Params, args) -> None:
     paths = DataPaths(getattr(args, "data", "data"))
-    {"train": bench_train, "eval": bench_eval, "binding": bench_binding}[what](params, paths, args.n)
+    if what == "train":
+        bench_train(params, paths, args.n, params_file=args.params)
+    else:
+        {"eval": bench_eval, "binding": bench_binding}[what](params, paths, args.n)

@@ -77,15 +77,33 @@ def model_spec(params: Params, cfg: ModelCfg | None = None) -> dict:
     # Pool at the first EOT explicitly: the default argmax pooling assumes EOT has the highest id.
     text.update(vocab_size=tok.vocab_size, pool_type="eos", eos_id=tok.eot_id, pad_id=0)
     return {"embed_dim": cfg.embed_dim, "vision": cfg.vision.model_dump(), "text": text,
-            "tokenizer": tok.spec()}
+            "tokenizer": tok.spec(), "init_temperature": cfg.init_temperature}
 
 
 def build_model(spec: dict):
     """A freshly initialised open_clip CLIP (the caller seeds torch first)."""
+    import math
     from open_clip.model import CLIP
     # output_dict: forward returns logit_scale already exponentiated, which is what ClipLoss takes
     return CLIP(embed_dim=spec["embed_dim"], vision_cfg=dict(spec["vision"]), text_cfg=dict(spec["text"]),
-                output_dict=True)
+                init_logit_scale=math.log(1 / spec.get("init_temperature", 0.07)), output_dict=True)
+
+
+def encode_text_unpadded(model, text):
+    """open_clip CLIP.encode_text on tokens cut to the batch's longest caption (+ EOT). Exact: the
+    text tower is causal and pools at the first EOT, so padding after it never reaches the output;
+    cutting it saves the text tower's work on padding (most of it for the short-caption variants)."""
+    import torch
+    import torch.nn.functional as F
+    from open_clip.transformer import text_global_pool
+    n = int((text != 0).sum(1).max())    # 0 is <pad>; every caption has SOT ... EOT
+    text = text[:, :n]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(text).to(cast_dtype) + model.positional_embedding[:n].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:n, :n])
+    x = text_global_pool(model.ln_final(x), text, model.text_pool_type, eos_token_id=model.text_eos_id)
+    x = model.text_projection(x) if isinstance(model.text_projection, torch.nn.Linear) else x @ model.text_projection
+    return F.normalize(x, dim=-1)
 
 
 def load_model(path, device: str = "cpu", made_by: str = "bindlab train --fresh"):

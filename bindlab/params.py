@@ -159,6 +159,9 @@ class VisionCfg(_Strict):
     layers: int = Field(ge=1)
     head_width: int = Field(ge=8)   # open_clip default 64 gives 2 heads at width 128: set it
     mlp_ratio: float = Field(default=4.0, gt=0)
+    # custom: open_clip's own attention (one fused qkv projection into scaled_dot_product_attention);
+    # default: torch's nn.MultiheadAttention, which copies more on the CPU
+    block_type: Literal["default", "custom"] = "default"
 
 
 class TextCfg(_Strict):
@@ -168,11 +171,13 @@ class TextCfg(_Strict):
     heads: int = Field(ge=1)        # open_clip default 8 gives head width 16 at width 128: set it
     layers: int = Field(ge=1)
     mlp_ratio: float = Field(default=4.0, gt=0)
+    block_type: Literal["default", "custom"] = "default"
 
 
 class ModelCfg(_Strict):
     embed_dim: int = Field(ge=8)
     tokenizer: Literal["words", "openclip"]   # words: closed vocabulary, one token per word
+    init_temperature: float = Field(default=0.07, gt=0, le=1)   # logit scale starts at 1 / this (CLIP: 0.07)
     vision: VisionCfg
     text: TextCfg
 
@@ -206,6 +211,10 @@ class Train(_Strict):
     checkpoint_every: int = Field(ge=1)
     log_every: int = Field(default=10, ge=1)
     eval_batch: int = Field(default=512, ge=1)
+    # auto: bf16 autocast on a GPU, fp32 on the CPU (bf16 autocast measured slower there for the
+    # CPU model: `bindlab bench train`); bf16 on a CPU without bf16 instructions falls back to fp32
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False   # torch.compile the model (measured: small gain, ~1 min compile per run)
 
 
 class Study(_Strict):

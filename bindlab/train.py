@@ -116,12 +116,14 @@ def lr_factor(step: int, warmup: int, steps: int, min_ratio: float) -> float:
 
 
 def _optimizer(model, tp):
+    """AdamW, weight decay on matrices only. fused: one kernel over all parameters instead of a
+    dozen small ops per tensor, which dominated the CPU step of this small model."""
     import torch
     decay = [p for p in model.parameters() if p.ndim >= 2]       # matrices and embeddings
     rest = [p for p in model.parameters() if p.ndim < 2]         # biases, norms, logit_scale
     return torch.optim.AdamW([{"params": decay, "weight_decay": tp.weight_decay},
                               {"params": rest, "weight_decay": 0.0}],
-                             lr=tp.lr, betas=(0.9, tp.beta2), eps=1e-6)
+                             lr=tp.lr, betas=(0.9, tp.beta2), eps=1e-6, fused=True)
 
 
 def _save(path: Path, obj) -> None:
@@ -138,8 +140,11 @@ def _write_tsv(path: Path, rows: list[list[float]]) -> None:
         tmp.write_text("\n".join(lines) + "\n")
 
 
-def train_step(model, opt, sched, loss_fn, b: dict, device: str, autocast, grad_clip: float):
-    """One optimiser step on a batch from TrainData.batch; returns the loss tensor."""
+def train_step(model, opt, sched, loss_fn, b: dict, device: str, autocast, grad_clip: float,
+               foreach_clip: bool = True, trim_text: bool = False):
+    """One optimiser step on a batch from TrainData.batch; returns the loss tensor. foreach_clip:
+    one norm over all gradients at once (per tensor is what `bench train` calls today's step);
+    trim_text: the text tower skips the padding after the batch's longest caption (exact)."""
     import torch
     images = images_to_tensor(b["images"], device)
     texts = torch.from_numpy(b["tokens"]).to(device)
@@ -147,17 +152,22 @@ def train_step(model, opt, sched, loss_fn, b: dict, device: str, autocast, grad_
     if "neg_tokens" in b:
         texts = torch.cat([texts, torch.from_numpy(b["neg_tokens"]).to(device)])
     with autocast:
-        out = model(images, texts)
-        tf = out["text_features"]
+        if trim_text:
+            from bindlab.model import encode_text_unpadded
+            img_f, txt_f = model.encode_image(images, normalize=True), encode_text_unpadded(model, texts)
+            scale = model.logit_scale.exp()
+        else:   # the plain open_clip forward (and what torch.compile compiles)
+            out = model(images, texts)
+            img_f, txt_f, scale = out["image_features"], out["text_features"], out["logit_scale"]
         if "neg_tokens" in b:
-            loss = loss_fn(out["image_features"], tf[:n_true], out["logit_scale"], tf[n_true:],
+            loss = loss_fn(img_f, txt_f[:n_true], scale, txt_f[n_true:],
                            torch.from_numpy(b["neg_valid"]).to(device))
         else:
-            loss = loss_fn(out["image_features"], tf, out["logit_scale"])
+            loss = loss_fn(img_f, txt_f, scale)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=foreach_clip)
     opt.step()
     sched.step()
     with torch.no_grad():  # as CLIP: the temperature may not exceed 100
@@ -165,10 +175,38 @@ def train_step(model, opt, sched, loss_fn, b: dict, device: str, autocast, grad_
     return loss
 
 
-def autocast_for(device: str):
-    """bf16 autocast on GPU; fp32 (no autocast) on CPU."""
+def setup_torch(device: str, threads: int) -> None:
+    """Thread count, and flush-to-zero on the CPU: Adam's second moments and small gradients decay into
+    denormal floats, which the CPU computes on a slow path (the step slowed several-fold without it)."""
     import torch
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else _null()
+    torch.set_num_threads(threads)
+    if device == "cpu":
+        torch.set_flush_denormal(True)
+
+
+def precision_for(device: str, precision: str = "auto") -> str:
+    """bf16 or fp32: auto = bf16 on a GPU, fp32 on the CPU; bf16 on a CPU only where it has bf16
+    instructions (elsewhere autocast would emulate it, slower than fp32)."""
+    import torch
+    if precision == "auto":
+        return "bf16" if device == "cuda" else "fp32"
+    if precision == "bf16" and device == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return "fp32"
+    return precision
+
+
+def autocast_for(device: str, precision: str = "auto"):
+    """The autocast context of the run's precision (a no-op context for fp32)."""
+    import torch
+    if precision_for(device, precision) == "bf16":
+        return torch.autocast(device, dtype=torch.bfloat16)
+    return _null()
+
+
+def maybe_compile(model, enabled: bool):
+    """torch.compile (inductor) when enabled; the module keeps its state_dict keys via _orig_mod."""
+    import torch
+    return torch.compile(model) if enabled else model
 
 
 def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None = None, *,
@@ -198,8 +236,8 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
         raise StageError(f"{paths.images(v.scenes)}: images are {h} px but model.configs.{params.model.name}"
                          f".vision.image_size is {cfg.vision.image_size}; make them equal (render.image_size)")
 
-    torch.set_num_threads(threads or tp.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    setup_torch(device, threads or tp.threads)
     run = {"variant": variant, "seed": seed, "batch_size": v.batch_size, "steps": v.steps,
            "hard_negatives": v.hard_negatives, "train": tp.model_dump(), "model": params.model.name}
     model_dir, metrics_dir = paths.model(variant, seed), paths.metrics(variant, seed)
@@ -236,9 +274,11 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
         return last
     print(f"train {variant} seed {seed}: {n_parameters(model) / 1e6:.2f} M parameters, {data.n} images, "
           f"batch {v.batch_size}, steps {step}->{v.steps}, hard negatives {v.hard_negatives}, "
-          f"{device}, {torch.get_num_threads()} threads")
-    autocast = autocast_for(device)
+          f"{device}, {torch.get_num_threads()} threads, {precision_for(device, tp.precision)}"
+          f"{', compiled' if tp.compile else ''}")
+    autocast = autocast_for(device, tp.precision)
     model.train()
+    step_model = maybe_compile(model, tp.compile)
     bar = tqdm(total=v.steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True)
     acc_loss, acc_n, acc_wait, t_log = 0.0, 0, 0.0, time.perf_counter()
     done_here = 0
@@ -246,7 +286,8 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
         t0 = time.perf_counter()
         b = data.batch(data.batch_indices(seed, step, v.batch_size))
         t1 = time.perf_counter()
-        loss = train_step(model, opt, sched, loss_fn, b, device, autocast, tp.grad_clip)
+        loss = train_step(step_model, opt, sched, loss_fn, b, device, autocast, tp.grad_clip,
+                          trim_text=not tp.compile)
         step += 1
         done_here += 1
         t2 = time.perf_counter()

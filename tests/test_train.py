@@ -78,6 +78,65 @@ def test_resume_after_interruption_gives_identical_weights(tiny, tmp_path):
     assert log["step"].to_list() == [1, 2, 3, 4, 5, 6]
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_after_sigkill_gives_identical_weights(tiny, tmp_path, precision):
+    """The fast path (flush-to-zero, fused AdamW, open_clip's custom attention; bf16 autocast where the
+    CPU has it): `bindlab train` killed with SIGKILL mid-run, then rerun, ends with the weights of an
+    uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from conftest import write_params
+    _, paths = tiny
+    raw = tiny_raw(steps=40)
+    raw["train"].update(checkpoint_every=5, precision=precision)
+    runs = {}
+    for name in ("whole", "killed"):
+        folder = tmp_path / name
+        folder.mkdir()
+        pfile = write_params(folder, raw)
+        for d in ("images", "captions"):
+            (folder / "data").mkdir(exist_ok=True)
+            (folder / "data" / d).symlink_to(paths.root / d)
+        runs[name] = (folder, [sys.executable, "-m", "bindlab.cli", "train", "--params", str(pfile), "--data",
+                               str(folder / "data"), "--variant", "ideal", "--unvalidated", "--no-progress"])
+    folder, cmd = runs["whole"]
+    subprocess.run(cmd, check=True, capture_output=True)
+    folder, cmd = runs["killed"]
+    last = folder / "data" / "models" / "ideal" / "seed0" / "last.pt"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=True)["step"] >= 10:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed; give it more steps"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(last, weights_only=True)["step"]
+    assert 10 <= killed_at < 40
+    subprocess.run(cmd, check=True, capture_output=True)
+    wa = _weights(runs["whole"][0] / "data" / "models" / "ideal" / "seed0" / "last.pt")
+    wb = _weights(last)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa), f"weights differ after a kill at step {killed_at}"
+
+
+def test_text_without_padding_matches_the_open_clip_text_tower(tiny):
+    from bindlab.model import build_model, encode_text_unpadded, make_tokenizer, model_spec
+    params, _ = tiny
+    spec = model_spec(params)
+    torch.manual_seed(0)
+    model = build_model(spec).eval()
+    tokens = torch.from_numpy(make_tokenizer(spec["tokenizer"])(["a red circle", "a picture of a small blue "
+                                                                 "striped square and a large red plain star"]))
+    assert int((tokens != 0).sum(1).max()) < tokens.shape[1]   # there is padding to cut
+    with torch.no_grad():
+        full, cut = model.encode_text(tokens, normalize=True), encode_text_unpadded(model, tokens)
+    assert torch.allclose(full, cut, atol=1e-6)
+
+
 def test_hard_negative_batches_hold_exactly_the_declared_negatives(tiny):
     params, paths = tiny
     from bindlab.model import make_tokenizer, model_spec
