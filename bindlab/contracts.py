@@ -285,9 +285,10 @@ def read_eval(path, variant: str, seed: int, metric: str) -> dict:
     return result
 
 
-def read_per_image(path, variant: str, seed: int, keys) -> pl.DataFrame:
+def read_per_image(path, variant: str, seed: int, keys, n_items: int | None = None) -> pl.DataFrame:
     """per_image.parquet of a run: one row per benchmark image (scene_id ascending, unique), and the
-    per-image numerator and denominator of each metric key in `keys`."""
+    per-image numerator and denominator of each metric key in `keys`; `n_items`: eval.json's count,
+    which the items of the table must add up to."""
     made_by = f"bindlab evaluate --variant {variant} --seed {seed}"
     table = read_table(path, PER_IMAGE | {f"{k}:{part}": F64 for k in keys for part in ("num", "den")}, made_by)
     ids = table["scene_id"]
@@ -296,6 +297,9 @@ def read_per_image(path, variant: str, seed: int, keys) -> pl.DataFrame:
     bad = [f"{k}:den" for k in keys if (table[f"{k}:den"] < 0).any() or table[f"{k}:den"].sum() <= 0]
     if bad:
         fail(path, f"{bad[0]} must be non-negative with a positive sum", made_by)
+    if n_items is not None and "i2t_pairwise:den" in table.columns and table["i2t_pairwise:den"].sum() != n_items:
+        fail(path, f"counts {table['i2t_pairwise:den'].sum():g} benchmark items where its eval.json has {n_items}",
+             made_by)
     return table
 
 

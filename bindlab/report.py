@@ -141,7 +141,7 @@ class Numbers:
         for name, by_seed in runs.items():
             for seed in sorted(by_seed):
                 f = paths.metrics(name, seed) / "per_image.parquet"
-                t = read_per_image(f, name, seed, keys)
+                t = read_per_image(f, name, seed, keys, runs[name][seed].get("n_items"))
                 if ids is None:
                     ids, first = t["scene_id"], f
                 elif not t["scene_id"].equals(ids):
