@@ -65,6 +65,8 @@ RESULTS = {"target": str, "success": bool, "evaluated": int, "failed": int, "exp
 RESULT_ROW = {"table": str, "column": str, "expectation": str, "expected": str, "observed": str,
               "success": bool, "why": str}
 EVAL = {"variant": str, "seed": int, "chance": dict, "train_seconds": (NUM, type(None))}
+EVAL_INTERVALS = {"ci": dict, "bootstrap": dict}   # bindlab/intervals.py: key -> [low, high], and how
+PER_IMAGE = {"scene_id": I64}   # + `KEY:num`, `KEY:den` (f64) per metric key (bindlab/evaluate.py ledger)
 CHECKPOINT = {"model": dict, "model_spec": dict, "run": dict, "step": int, "train_seconds": NUM}
 RESUME = {"optimizer": dict, "scheduler": dict, "log": list}  # what `train` needs beyond a weights file
 
@@ -277,10 +279,28 @@ def read_benchmark(folder: Path, n: int | None, parts=("items", "probes", "image
 def read_eval(path, variant: str, seed: int, metric: str) -> dict:
     """eval.json of the run (variant, seed): its study metric, chance levels, and whose run it is."""
     made_by = f"bindlab evaluate --variant {variant} --seed {seed}"
-    result = read_json(path, EVAL | {metric: NUM}, made_by)
+    result = read_json(path, EVAL | EVAL_INTERVALS | {metric: NUM}, made_by)
     if (result["variant"], result["seed"]) != (variant, seed):
         fail(path, f"is the result of {result['variant']} seed {result['seed']}, not {variant} seed {seed}", made_by)
     return result
+
+
+def read_per_image(path, variant: str, seed: int, keys, n_items: int | None = None) -> pl.DataFrame:
+    """per_image.parquet of a run: one row per benchmark image (scene_id ascending, unique), and the
+    per-image numerator and denominator of each metric key in `keys`; `n_items`: eval.json's count,
+    which the items of the table must add up to."""
+    made_by = f"bindlab evaluate --variant {variant} --seed {seed}"
+    table = read_table(path, PER_IMAGE | {f"{k}:{part}": F64 for k in keys for part in ("num", "den")}, made_by)
+    ids = table["scene_id"]
+    if ids.null_count() or not ids.is_sorted() or ids.n_unique() != table.height or table.height == 0:
+        fail(path, "scene_id must be non-empty, ascending and unique (one row per benchmark image)", made_by)
+    bad = [f"{k}:den" for k in keys if (table[f"{k}:den"] < 0).any() or table[f"{k}:den"].sum() <= 0]
+    if bad:
+        fail(path, f"{bad[0]} must be non-negative with a positive sum", made_by)
+    if n_items is not None and "i2t_pairwise:den" in table.columns and table["i2t_pairwise:den"].sum() != n_items:
+        fail(path, f"counts {table['i2t_pairwise:den'].sum():g} benchmark items where its eval.json has {n_items}",
+             made_by)
+    return table
 
 
 def read_checkpoint(path, made_by: str, device: str = "cpu", resume: bool = False) -> dict:

@@ -18,74 +18,189 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from bindlab.contracts import read_benchmark
 from bindlab.errors import StageError, require
 from bindlab.figures import figure_png
-from bindlab.io import write_json
+from bindlab.io import write_json, write_parquet
 from bindlab.params import Params
 from bindlab.paths import DataPaths
 
 
 # --- the metrics, from scores ------------------------------------------------------------------
+#
+# Every metric is a ratio of sums over benchmark images (bindlab/intervals.py): the "ledger" holds,
+# per metric key (dotted: "by_swap.color.i2t_pairwise"), the numerator and denominator of each image.
+# The point value is sum(num) / sum(den); its interval resamples images; the ledger is written
+# beside eval.json (per_image.parquet) so the report can pair two variants on the same images.
+
+Ledger = dict[str, tuple[np.ndarray, np.ndarray]]
+
 
 def _wins(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     return (pos > neg) + 0.5 * (pos == neg)
 
 
-def _item_metrics(items: pl.DataFrame, s_true, s_neg, s_cf) -> dict:
-    """Item-level metrics over the rows of `items` (its row order indexes the score arrays)."""
-    if items.height == 0:
-        return {"n_items": 0, "n_images": 0}
-    idx = items["row"].to_numpy()
-    beat = s_true[idx] > s_neg[idx]
-    per_image = pl.DataFrame({"scene_id": items["scene_id"], "beat": beat}).group_by("scene_id").agg(
-        pl.col("beat").all().alias("all"), pl.len().alias("m"))
-    return {"i2t_pairwise": float(_wins(s_true[idx], s_neg[idx]).mean()),
-            "t2i_pairwise": float(_wins(s_true[idx], s_cf[idx]).mean()),
-            "i2t_strict": float(per_image["all"].mean()),
-            "i2t_strict_chance": float((1.0 / (per_image["m"].to_numpy() + 1)).mean()),
-            "n_items": items.height, "n_images": per_image.height}
+def _sum_by_image(img: np.ndarray, n: int, weights: np.ndarray | None = None) -> np.ndarray:
+    return np.bincount(img, weights=None if weights is None else weights.astype(np.float64),
+                       minlength=n).astype(np.float64)
 
 
-def _probe_metrics(probes: pl.DataFrame, p_true, p_false) -> dict:
-    if probes.height == 0:
-        return {}
-    idx = probes["row"].to_numpy()
-    return {"probe": float(_wins(p_true[idx], p_false[idx]).mean()), "n_probes": probes.height}
+def _add_items(ledger: Ledger, counts: dict, prefix: str, img: np.ndarray, n: int, mask: np.ndarray,
+               i2t: np.ndarray, t2i: np.ndarray, beat: np.ndarray) -> None:
+    """The item metrics of the items in `mask`: pairwise wins per image, and strict (the image's
+    items in the mask all won; chance 1 / (items + 1) for exchangeable scores)."""
+    if not mask.any():
+        counts[prefix] = {"n_items": 0, "n_images": 0}
+        return
+    im = img[mask]
+    count = _sum_by_image(im, n)
+    has = (count > 0).astype(np.float64)
+    lost = _sum_by_image(im, n, ~beat[mask])
+    p = f"{prefix}." if prefix else ""
+    ledger[p + "i2t_pairwise"] = (_sum_by_image(im, n, i2t[mask]), count)
+    ledger[p + "t2i_pairwise"] = (_sum_by_image(im, n, t2i[mask]), count)
+    ledger[p + "i2t_strict"] = (has * (lost == 0), has)
+    ledger[p + "i2t_strict_chance"] = (has / (count + 1), has)
+    counts[prefix] = {"n_items": int(mask.sum()), "n_images": int(has.sum())}
+
+
+def _add_probes(ledger: Ledger, counts: dict, key: str, img: np.ndarray, n: int, mask: np.ndarray,
+                wins: np.ndarray, count_at: str | None) -> None:
+    if not mask.any():
+        return
+    ledger[key] = (_sum_by_image(img[mask], n, wins[mask]), _sum_by_image(img[mask], n))
+    if count_at is not None:
+        counts.setdefault(count_at, {})["n_probes"] = int(mask.sum())
+
+
+def _recall_hits(sim: np.ndarray, k: int) -> np.ndarray:
+    """Per row: its diagonal entry is among the k largest of the row (1/0)."""
+    diag = np.diag(sim)[:, None]
+    return ((sim > diag).sum(1) < k).astype(np.float64)
 
 
 def _recall(sim: np.ndarray, k: int) -> float:
-    """Fraction of rows whose diagonal entry is among the k largest of the row."""
-    diag = np.diag(sim)[:, None]
-    rank = (sim > diag).sum(1)
-    return float((rank < k).mean())
+    return float(_recall_hits(sim, k).mean())
 
 
-def binding_metrics(items: pl.DataFrame, probes: pl.DataFrame, s_true: np.ndarray, s_neg: np.ndarray,
-                    s_cf: np.ndarray, p_true: np.ndarray, p_false: np.ndarray, sim: np.ndarray) -> dict:
-    """All metrics. Score arrays are aligned with the rows of `items` / `probes`; `sim` is the
-    image x caption similarity of the benchmark images (row i = image i, column i its caption)."""
-    items = items.with_row_index("row")
-    probes = probes.with_row_index("row")
-    out = _item_metrics(items, s_true, s_neg, s_cf) | _probe_metrics(probes, p_true, p_false)
-    n = sim.shape[0]
-    out |= {"r1_i2t": _recall(sim, 1), "r5_i2t": _recall(sim, 5),
-            "r1_t2i": _recall(sim.T, 1), "r5_t2i": _recall(sim.T, 5)}
+def saliency_groups(items: pl.DataFrame, probes: pl.DataFrame, scenes: pl.DataFrame) -> tuple[dict, dict]:
+    """Masks over items and over probes by the saliency rank of the objects involved:
+    least  the item swaps between the image's least salient object and another / the probe names it;
+    other  the complement of least (items: both swapped objects more salient than the least);
+    most   the item involves / the probe names the most salient object (rank 0).
+    `least` and `most` overlap on 2-object images, where every item involves both."""
+    rank = {(s, o): r for s, o, r in scenes.select("scene_id", "obj", "saliency_rank").iter_rows()}
+
+    def ranks(table: pl.DataFrame, col: str) -> np.ndarray:
+        return np.array([rank[(s, o)] for s, o in zip(table["scene_id"].to_list(), table[col].to_list())],
+                        dtype=np.int64).reshape(-1)
+
+    last_i = items["n_objects"].to_numpy().astype(np.int64) - 1
+    ra, rb = ranks(items, "obj_a"), ranks(items, "obj_b")
+    least_i = (ra == last_i) | (rb == last_i)
+    rp = ranks(probes, "obj")
+    least_p = rp == probes["n_objects"].to_numpy().astype(np.int64) - 1
+    return ({"least": least_i, "other": ~least_i, "most": (ra == 0) | (rb == 0)},
+            {"least": least_p, "other": ~least_p, "most": rp == 0})
+
+
+def binding_ledger(items: pl.DataFrame, probes: pl.DataFrame, s_true: np.ndarray, s_neg: np.ndarray,
+                   s_cf: np.ndarray, p_true: np.ndarray, p_false: np.ndarray, sim: np.ndarray,
+                   scenes: pl.DataFrame | None = None) -> tuple[np.ndarray, Ledger, dict]:
+    """(image ids, ledger, counts): per metric key the per-image numerator and denominator, and the
+    item/image/probe counts per breakdown. `sim` rows/columns are the images that have items, in
+    scene_id order. With `scenes` (the benchmark's scene table) also `by_saliency`."""
+    ids = np.unique(np.concatenate([items["scene_id"].to_numpy(), probes["scene_id"].to_numpy()]))
+    n = len(ids)
+    img = np.searchsorted(ids, items["scene_id"].to_numpy())
+    pimg = np.searchsorted(ids, probes["scene_id"].to_numpy())
+    i2t, t2i, beat = _wins(s_true, s_neg), _wins(s_true, s_cf), s_true > s_neg
+    pw = _wins(p_true, p_false)
+    ledger: Ledger = {}
+    counts: dict = {}
+    every_i, every_p = np.ones(items.height, bool), np.ones(probes.height, bool)
+    _add_items(ledger, counts, "", img, n, every_i, i2t, t2i, beat)
+    _add_probes(ledger, counts, "probe", pimg, n, every_p, pw, "")
+    cap_img = np.searchsorted(ids, np.unique(items["scene_id"].to_numpy()))
+    ones = _sum_by_image(cap_img, n)
+    for name, s in (("i2t", sim), ("t2i", sim.T)):
+        for k in (1, 5):
+            ledger[f"r{k}_{name}"] = (_sum_by_image(cap_img, n, _recall_hits(s, k)), ones)
+
+    def breakdown(name: str, item_masks: dict, probe_masks: dict) -> None:
+        for value, mask in item_masks.items():
+            at = f"{name}.{value}"
+            _add_items(ledger, counts, at, img, n, mask, i2t, t2i, beat)
+            _add_probes(ledger, counts, f"{at}.probe", pimg, n, probe_masks[value], pw, at)
+
+    swaps = sorted(items["swap"].unique())
+    breakdown("by_swap", {s: (items["swap"] == s).to_numpy() for s in swaps},
+              {s: (probes["swap"] == s).to_numpy() for s in swaps})
+    objs = sorted(items["n_objects"].unique())
+    breakdown("by_n_objects", {str(k): (items["n_objects"] == k).to_numpy() for k in objs},
+              {str(k): (probes["n_objects"] == k).to_numpy() for k in objs})
+    for name, flag in (("seen", False), ("unseen", True)):
+        _add_items(ledger, counts, name, img, n, (items["unseen"] == flag).to_numpy(), i2t, t2i, beat)
+        _add_probes(ledger, counts, f"{name}.probe", pimg, n, (probes["unseen"] == flag).to_numpy(), pw, name)
+    if scenes is not None:
+        breakdown("by_saliency", *saliency_groups(items, probes, scenes))
+    for k in sorted(probes["k"].unique()):
+        _add_probes(ledger, counts, f"probe_by_k.{k}", pimg, n, (probes["k"] == k).to_numpy(), pw, None)
+    return ids, ledger, counts
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> float:
+    return float(num.sum() / den.sum())
+
+
+def _nest(flat: dict) -> dict:
+    """{"by_swap.color.probe": x} -> {"by_swap": {"color": {"probe": x}}}."""
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+def metrics_of(ledger: Ledger, counts: dict, n_images_sim: int) -> dict:
+    """The nested metrics of eval.json, with `ci` (key -> 95% interval over images) and `bootstrap`."""
+    from bindlab import intervals
+    out = _nest({k: _ratio(*v) for k, v in ledger.items()})
+    for at, c in counts.items():
+        node = out
+        for p in at.split(".") if at else []:
+            node = node.setdefault(p, {})
+        node.update(c)
+    n = n_images_sim
     out["chance"] = {"i2t_pairwise": 0.5, "t2i_pairwise": 0.5, "probe": 0.5,
                      "i2t_strict": out.get("i2t_strict_chance", 0.0),
                      "r1_i2t": min(1.0, 1 / n), "r5_i2t": min(1.0, 5 / n),
                      "r1_t2i": min(1.0, 1 / n), "r5_t2i": min(1.0, 5 / n)}
-    out["by_swap"] = {s: _item_metrics(items.filter(pl.col("swap") == s), s_true, s_neg, s_cf)
-                      | _probe_metrics(probes.filter(pl.col("swap") == s), p_true, p_false)
-                      for s in sorted(items["swap"].unique())}
-    out["by_n_objects"] = {str(k): _item_metrics(items.filter(pl.col("n_objects") == k), s_true, s_neg, s_cf)
-                           | _probe_metrics(probes.filter(pl.col("n_objects") == k), p_true, p_false)
-                           for k in sorted(items["n_objects"].unique())}
-    for name, flag in (("seen", False), ("unseen", True)):
-        out[name] = (_item_metrics(items.filter(pl.col("unseen") == flag), s_true, s_neg, s_cf)
-                     | _probe_metrics(probes.filter(pl.col("unseen") == flag), p_true, p_false))
-    out["probe_by_k"] = {str(k): _probe_metrics(probes.filter(pl.col("k") == k), p_true, p_false).get("probe")
-                         for k in sorted(probes["k"].unique())}
+    out["ci"] = {k: intervals.ratio_interval(*v) for k, v in ledger.items()}
+    out["bootstrap"] = {"unit": "benchmark image", "resamples": intervals.RESAMPLES,
+                        "seed": intervals.SEED, "level": intervals.LEVEL}
     return out
+
+
+def binding_metrics(items: pl.DataFrame, probes: pl.DataFrame, s_true: np.ndarray, s_neg: np.ndarray,
+                    s_cf: np.ndarray, p_true: np.ndarray, p_false: np.ndarray, sim: np.ndarray,
+                    scenes: pl.DataFrame | None = None) -> dict:
+    """All metrics. Score arrays are aligned with the rows of `items` / `probes`; `sim` is the
+    image x caption similarity of the benchmark images (row i = image i, column i its caption)."""
+    _, ledger, counts = binding_ledger(items, probes, s_true, s_neg, s_cf, p_true, p_false, sim, scenes)
+    return metrics_of(ledger, counts, sim.shape[0])
+
+
+def ledger_table(ids: np.ndarray, ledger: Ledger) -> pl.DataFrame:
+    """per_image.parquet: scene_id and, per metric key K, columns `K:num` and `K:den`."""
+    cols = {"scene_id": pl.Series(ids.astype(np.int64))}
+    for key in sorted(ledger):
+        cols[f"{key}:num"] = pl.Series(ledger[key][0].astype(np.float64))
+        cols[f"{key}:den"] = pl.Series(ledger[key][1].astype(np.float64))
+    return pl.DataFrame(cols)
 
 
 # --- scoring a model on the benchmark ----------------------------------------------------------
@@ -123,8 +238,10 @@ def load_benchmark(folder: Path, n: int | None = None) -> dict:
     return read_benchmark(Path(folder), n)
 
 
-def score_benchmark(enc: Encoder, bench: dict) -> dict:
-    """Every score binding_metrics needs, plus the number of images encoded."""
+def score_benchmark(enc: Encoder, bench: dict, counterfactual: bool = True) -> dict:
+    """Every score binding_metrics needs, plus the number of images encoded. Without
+    `counterfactual` the counterfactual images (most of the work) are skipped and s_cf is s_true:
+    text->image metrics are then meaningless (a tie everywhere)."""
     items, probes = bench["items"], bench["probes"]
     # the true caption of each image that has items (all items of an image share it)
     caps = items.group_by("scene_id", maintain_order=True).agg(pl.col("caption").first()).sort("scene_id")
@@ -135,16 +252,40 @@ def score_benchmark(enc: Encoder, bench: dict) -> dict:
     it_scene = items["scene_id"].to_numpy()
     it_cap = cap[[cap_row[s] for s in it_scene.tolist()]]
     neg = enc.texts(items["negative"].to_list())
-    cf = enc.images(bench["counterfactual"])
     s_true = (img[it_scene] * it_cap).sum(1)
     s_neg = (img[it_scene] * neg).sum(1)
-    s_cf = (cf * it_cap).sum(1)
+    cf = enc.images(bench["counterfactual"]) if counterfactual else np.zeros((0,))
+    s_cf = (cf * it_cap).sum(1) if counterfactual else s_true
     pr_scene = probes["scene_id"].to_numpy()
     p_true = (img[pr_scene] * enc.texts(probes["true_caption"].to_list())).sum(1)
     p_false = (img[pr_scene] * enc.texts(probes["false_caption"].to_list())).sum(1)
     sim = img[scene_ids] @ cap.T
     return {"s_true": s_true, "s_neg": s_neg, "s_cf": s_cf, "p_true": p_true, "p_false": p_false,
             "sim": sim, "n_images_encoded": len(img) + len(cf)}
+
+
+# --- the measured chance level ---------------------------------------------------------------
+
+UNTRAINED_KEYS = ("i2t_strict", "i2t_pairwise", "probe")
+
+
+def untrained_chance(enc: Encoder, spec: dict, seed: int, bench: dict) -> dict:
+    """The image->text metrics of the run's own initialisation (torch seeded with the run's seed, as
+    `bindlab train` does), scored on the benchmark: the level a model that learned nothing reaches.
+    Strict's computed chance 1 / (negatives + 1) assumes exchangeable scores, which an untrained
+    model's correlated scores are not; this measures it instead. Counterfactual images are skipped."""
+    import torch
+    from bindlab.model import build_model
+    with torch.random.fork_rng(devices=[]):  # leave the caller's RNG as it was
+        torch.manual_seed(seed)
+        model = build_model(spec).to(enc.device).eval()
+    fresh = Encoder(model, enc.tokenizer, enc.image_fn, enc.device, enc.batch)
+    sc = score_benchmark(fresh, bench, counterfactual=False)
+    _, ledger, _ = binding_ledger(bench["items"], bench["probes"], sc["s_true"], sc["s_neg"], sc["s_cf"],
+                                  sc["p_true"], sc["p_false"], sc["sim"])
+    from bindlab.intervals import ratio_interval
+    return {"seed": seed, **{k: _ratio(*ledger[k]) for k in UNTRAINED_KEYS if k in ledger},
+            "ci": {k: ratio_interval(*ledger[k]) for k in UNTRAINED_KEYS if k in ledger}}
 
 
 # --- loading a model ---------------------------------------------------------------------------
@@ -204,6 +345,8 @@ def evaluate_stage(params: Params, paths: DataPaths, variant: str | None = None,
     torch.set_num_threads(threads or tp.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bench = load_benchmark(paths.benchmark, params.benchmark.n)
+    # the scene table gives each object's saliency rank (the by_saliency breakdown)
+    scenes = read_benchmark(paths.benchmark, params.benchmark.n, parts=("scenes",))["scenes"]
     ck = {}
     if model_name:
         if checkpoint is None:
@@ -221,15 +364,20 @@ def evaluate_stage(params: Params, paths: DataPaths, variant: str | None = None,
     t = time.perf_counter()
     scores = score_benchmark(enc, bench)
     seconds = time.perf_counter() - t
-    metrics = binding_metrics(bench["items"], bench["probes"], scores["s_true"], scores["s_neg"],
-                              scores["s_cf"], scores["p_true"], scores["p_false"], scores["sim"])
+    ids, ledger, counts = binding_ledger(bench["items"], bench["probes"], scores["s_true"], scores["s_neg"],
+                                         scores["s_cf"], scores["p_true"], scores["p_false"], scores["sim"],
+                                         scenes)
+    metrics = metrics_of(ledger, counts, scores["sim"].shape[0])
     run = ck.get("run", {})
+    if ck:  # a bindlab run: its own initialisation is the "learned nothing" reference
+        metrics["chance_measured"] = untrained_chance(enc, ck["model_spec"], run.get("seed", seed), bench)
     result = {"variant": run.get("variant", variant), "seed": run.get("seed", seed if variant else None),
               "steps": ck.get("step"), "batch_size": run.get("batch_size"),
               "train_seconds": ck.get("train_seconds"), "hard_negatives": run.get("hard_negatives"),
               "model": model_name or run.get("model"), "checkpoint": str(checkpoint) if checkpoint else None,
               "eval_seconds": round(seconds, 2),
               "eval_images_per_s": round(scores["n_images_encoded"] / seconds, 1)} | metrics
+    write_parquet(ledger_table(ids, ledger), out / "per_image.parquet")
     write_json(out / "eval.json", result)
     if plots:
         write_plots(result, out)

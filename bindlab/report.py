@@ -3,22 +3,26 @@
 Each of the seven findings of STUDY.md is a comparison between variants that differ only in that
 finding's knobs: the variants are grouped by every *other* knob (a group with two or more values of the
 property is one line of the plot), so the report needs no list of variant names and a new variant joins
-the right comparison by its declaration. The verdict is computed from the numbers (`study.metric`,
-mean over seeds): an effect counts when it exceeds max(`study.min_effect`, 2 x the largest seed spread
-in the comparison). Inputs: `data/metrics/VARIANT/seedS/eval.json` (the metrics contract) and params.
-Outputs: `data/report/index.html`, `summary.md`, `findings.json` (DVC metrics). No timestamps, so the
-same metrics give the same bytes.
+the right comparison by its declaration. Every number carries a 95% bootstrap interval over benchmark
+images (and seeds), and a comparison of two variants is a paired bootstrap on the same images
+(bindlab/intervals.py, from each run's per_image.parquet). The verdict rules are in `verdict` and the
+README (Results). Inputs: `data/metrics/VARIANT/seedS/eval.json` and `per_image.parquet` (the metrics
+contract) and params. Outputs: `data/report/index.html`, `summary.md`, `details.json`, `findings.json`
+(DVC metrics). No timestamps, so the same metrics give the same bytes.
 """
 from __future__ import annotations
 
 import html
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bindlab.contracts import read_eval
+import numpy as np
+import polars as pl
+
+from bindlab import intervals
+from bindlab.contracts import read_eval, read_per_image
 from bindlab.errors import StageError
 from bindlab.figures import figure_png, png_uri
 from bindlab.io import atomic_path, write_json
@@ -37,7 +41,8 @@ class Finding:
     claim: str
     varies: tuple[str, ...]     # the knobs this finding compares; everything else is held fixed
     xlabel: str
-    kind: str                   # how the verdict is computed (see _verdict)
+    kind: str                   # how the verdict is computed (see verdict)
+    metric: str = "{metric}"    # the eval.json key judged; {metric} is study.metric
 
 
 FINDINGS = (
@@ -48,7 +53,7 @@ FINDINGS = (
     Finding(3, "Caption completeness", "Captions that mention only some of the objects hurt binding.",
             ("completeness", "objects_mentioned"), "fraction of the objects mentioned (expected)", "hurts_low"),
     Finding(4, "Saliency bias", "Captions biased towards the most salient object hurt binding.",
-            ("saliency_bias",), "saliency bias", "hurts_high"),
+            ("saliency_bias",), "saliency bias", "hurts_high", "by_saliency.least.{metric}"),
     Finding(5, "Batch size", "Scaling the batch size does not make CLIP learn reliable binding.",
             ("batch_size", "steps"), "batch size (same number of samples seen)", "no_fix"),
     Finding(6, "Hard negatives", "Adding hard negatives (attribute-swapped captions) does not make CLIP "
@@ -95,18 +100,94 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return mean, sd
 
 
-def comparisons(params: Params, finding: Finding, runs: dict) -> list[list[dict]]:
+# --- numbers with intervals --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Est:
+    """A number with its bootstrap replicates (bindlab/intervals.py) and 95% interval."""
+    point: float
+    reps: np.ndarray
+
+    @property
+    def ci(self) -> tuple[float, float]:
+        lo, hi = intervals.interval(self.reps) or [float("nan")] * 2
+        return lo, hi
+
+    @property
+    def lo(self) -> float:
+        return self.ci[0]
+
+    @property
+    def hi(self) -> float:
+        return self.ci[1]
+
+    def __sub__(self, other: "Est") -> "Est":
+        # the same image resamples on both sides: the paired bootstrap of the difference
+        return Est(self.point - other.point, self.reps - other.reps)
+
+    def text(self, signed: bool = False) -> str:
+        f = "+.3f" if signed else ".3f"
+        return f"{self.point:{f}} [{self.lo:{f}}, {self.hi:{f}}]"
+
+
+class Numbers:
+    """Every run's per-image outcomes (per_image.parquet beside eval.json): a metric of a variant is
+    the mean over its seeds, its replicates resample the benchmark images (the same resamples for
+    every variant, so differences are paired) and the seeds."""
+
+    def __init__(self, paths: DataPaths, runs: dict, keys: list[str]):
+        self.tables: dict[str, dict[int, pl.DataFrame]] = {}
+        ids = None
+        for name, by_seed in runs.items():
+            for seed in sorted(by_seed):
+                f = paths.metrics(name, seed) / "per_image.parquet"
+                t = read_per_image(f, name, seed, keys, runs[name][seed].get("n_items"))
+                if ids is None:
+                    ids, first = t["scene_id"], f
+                elif not t["scene_id"].equals(ids):
+                    raise StageError(f"{f}: holds other benchmark images than {first}; evaluate every run on "
+                                     f"the same benchmark (`dvc repro` re-runs the evaluate stages)")
+                self.tables.setdefault(name, {})[seed] = t
+        self.n_images = 0 if ids is None else len(ids)
+
+    def has(self, variant: str, key: str) -> bool:
+        return all(f"{key}:num" in t.columns for t in self.tables[variant].values())
+
+    def get(self, variant: str, key: str) -> Est:
+        points, reps = [], []
+        for seed, t in sorted(self.tables[variant].items()):
+            num, den = t[f"{key}:num"].to_numpy(), t[f"{key}:den"].to_numpy()
+            points.append(float(num.sum() / den.sum()))
+            reps.append(intervals.replicates(num, den))
+        return Est(sum(points) / len(points), intervals.seed_mean_replicates(np.stack(reps, 1), variant))
+
+    def seed_values(self, variant: str, key: str) -> list[float]:
+        return [float(t[f"{key}:num"].sum() / t[f"{key}:den"].sum()) for _, t in sorted(self.tables[variant].items())]
+
+
+def finding_metric(params: Params, finding: Finding) -> str:
+    """The eval.json key a finding is judged on: study.metric, for finding 4 restricted to the
+    items (or probes) that involve the least salient object, the one a salient-first caption leaves out."""
+    return finding.metric.format(metric=params.study.metric)
+
+
+def comparisons(params: Params, finding: Finding, runs: dict, numbers: Numbers | None = None) -> list[list[dict]]:
     """Lines of the finding: groups of variants equal in every knob but `finding.varies`, each point
-    {variant, x, values (per seed), mean, sd}, sorted by x; only groups with 2+ distinct x."""
+    {variant, x, values (per seed), mean, sd, lo, hi}, sorted by x; only groups with 2+ distinct x."""
+    metric = finding_metric(params, finding)
     groups: dict[tuple, list[dict]] = {}
     for name in runs:
         v = params.variant(name)
         key = tuple((k, getattr(v, k)) for k in KNOBS if k not in finding.varies)
-        by_seed = runs[name]
-        values = [by_seed[s][params.study.metric] for s in sorted(by_seed)]
+        if numbers is not None:
+            e = numbers.get(name, metric)
+            values, (lo, hi) = numbers.seed_values(name, metric), e.ci
+        else:
+            values, lo, hi = [runs[name][s][metric] for s in sorted(runs[name])], None, None
         mean, sd = _stats(values)
         groups.setdefault(key, []).append({"variant": name, "x": property_value(params, finding, v),
-                                           "seeds": sorted(by_seed), "values": values, "mean": mean, "sd": sd})
+                                           "seeds": sorted(runs[name]), "values": values, "mean": mean,
+                                           "sd": sd, "lo": lo, "hi": hi})
     lines = []
     for points in groups.values():
         if len({p["x"] for p in points}) >= 2:
@@ -117,113 +198,183 @@ def comparisons(params: Params, finding: Finding, runs: dict) -> list[list[dict]
 
 # --- verdicts ---------------------------------------------------------------------------------
 
-def _threshold(params: Params, points: list[dict]) -> float:
-    return max(params.study.min_effect, 2 * max((p["sd"] for p in points), default=0.0))
+def chance_of(runs: dict, key: str) -> float:
+    """The level of a model that learned nothing. Pairwise metrics and the probe: exactly 0.5 (a tie
+    counts 1/2). Strict: the untrained model's measured level where eval.json has it (the highest
+    over runs), else the computed 1 / (negatives + 1) (which assumes exchangeable scores)."""
+    base = key.rsplit(".", 1)[-1]
+    if base in ("i2t_pairwise", "t2i_pairwise", "probe"):
+        return 0.5
+    evals = [r for by_seed in runs.values() for r in by_seed.values()]
+    measured = [r["chance_measured"][base] for r in evals if base in r.get("chance_measured", {})]
+    if key == "i2t_strict" and measured:
+        return max(measured)
+    prefix = key[: -len(base)]
+    computed = [_lookup(r, f"{prefix}{base}_chance") if base == "i2t_strict" else r.get("chance", {}).get(base)
+                for r in evals]
+    computed = [c for c in computed if c is not None]
+    return max(computed) if computed else 0.0
 
 
-def _chance(runs: dict, metric: str) -> float:
-    for by_seed in runs.values():
-        for r in by_seed.values():
-            return float(r.get("chance", {}).get(metric, 0.5 if "pairwise" in metric else 0.0))
-    return 0.0
+def _lookup(obj: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
 
 
-def verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dict) -> dict:
-    """{verdict: reproduced | not reproduced | inconclusive, effect, threshold, why}."""
-    metric, ideal = params.study.metric, params.study.ideal
-    chance = _chance(runs, metric)
+def _narrower(params: Params, numbers: Numbers) -> str:
+    return (f"more benchmark images (benchmark.n, now {numbers.n_images} images) or more seeds "
+            f"(study.seeds, now {len(params.study.seeds)}) narrow the interval")
+
+
+def _longer() -> str:
+    return "train longer (base.steps or the variant's steps) or on more scenes, so that the variants learn"
+
+
+def _result(v: str, d: Est | None, why: str, resolve: str = "") -> dict:
+    out = {"verdict": v, "effect": None if d is None else round(d.point, 4),
+           "ci": None if d is None else [round(d.lo, 4), round(d.hi, 4)], "why": why}
+    return out | ({"resolve": resolve} if resolve else {})
+
+
+def _effect_verdict(params: Params, numbers: Numbers, d: Est, best: Est, chance: float, why: str) -> dict:
+    """The claimed direction is d > 0: reproduced when d's interval lies above min_effect; not
+    reproduced when it lies below it and the comparison learned something (else that is uninformative)."""
+    m = params.study.min_effect
+    why += f"; difference {d.text(signed=True)}, an effect needs > {m}"
+    if d.lo > m:
+        return _result("reproduced", d, why)
+    if best.lo <= chance + m:
+        return _result("inconclusive", d, why + f"; no variant of the comparison clearly learned (best "
+                       f"{best.text()} vs chance {chance:.3f} + {m})", _longer())
+    if d.hi < m:
+        return _result("not reproduced", d, why)
+    return _result("inconclusive", d, why + f"; the interval contains {m}", _narrower(params, numbers))
+
+
+def _label(p: dict) -> str:
+    return f"{p['variant']} ({p['x']:.3g})"
+
+
+def _no_fix_line(params: Params, numbers: Numbers, metric: str, ln: list[dict], chance: float) -> dict:
+    """One degraded line of finding 5/6: ln[0] is the reference setting, the rest the knob's others."""
+    m, ideal = params.study.min_effect, params.study.ideal
+    est = {p["variant"]: numbers.get(p["variant"], metric) for p in ln}
+    ref = ln[0]
+    gains = [(p, est[p["variant"]] - est[ref["variant"]]) for p in ln[1:]]
+    parts = [f"{_label(p)} - {_label(ref)}: {g.text(signed=True)}" for p, g in gains]
+    idle = [p["variant"] for p in ln if est[p["variant"]].lo <= chance + m]
+    if any(g.lo > m for _, g in gains):
+        p, g = max(gains, key=lambda pg: pg[1].lo)
+        return _result("not reproduced", g, "; ".join(parts) + f"; {p['variant']} improves binding beyond {m}")
+    if idle:
+        return _result("inconclusive", None, "; ".join(parts) + f"; {', '.join(idle)} not clearly above chance "
+                       f"{chance:.3f} + {m}: a 'no fix' on data nothing is learned from says nothing", _longer())
+    if ideal not in numbers.tables:
+        return _result("inconclusive", None, "; ".join(parts) + f"; no run of the ideal variant {ideal!r}",
+                       f"evaluate {ideal}")
+    best = max(ln, key=lambda p: est[p["variant"]].point)
+    gap = numbers.get(ideal, metric) - est[best["variant"]]
+    parts.append(f"gap {ideal} - {best['variant']}: {gap.text(signed=True)}")
+    failed = [f"an improvement interval reaches {m}"] if any(g.hi >= m for _, g in gains) else []
+    failed += [f"the gap to ideal data is not clearly >= {m}"] if gap.lo < m else []
+    if not failed:
+        return _result("reproduced", max((g for _, g in gains), key=lambda g: g.point), "; ".join(parts))
+    return _result("inconclusive", None, "; ".join(parts) + "; " + " and ".join(failed), _narrower(params, numbers))
+
+
+def verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dict, numbers: Numbers) -> dict:
+    """{verdict: reproduced | not reproduced | inconclusive, effect, ci, why[, resolve]} from paired
+    bootstrap intervals over benchmark images (and seeds): see the README, Results."""
+    metric, ideal, m = finding_metric(params, finding), params.study.ideal, params.study.min_effect
+    chance = chance_of(runs, metric)
     if finding.kind == "ideal":
-        if ideal not in runs:
-            return {"verdict": "inconclusive", "effect": None, "threshold": None,
-                    "why": f"no run of the ideal variant {ideal!r}"}
-        mean, sd = _stats([runs[ideal][s][metric] for s in sorted(runs[ideal])])
-        best_other = max(((_stats([r[metric] for r in by_seed.values()])[0], name)
-                          for name, by_seed in runs.items() if name != ideal), default=(None, None))
-        thr = max(params.study.min_effect, 2 * sd)
-        why = f"{ideal}: {metric} {mean:.3f} (chance {chance:.3f}); 'almost perfect' >= {params.study.near_perfect}"
-        if best_other[0] is not None:
-            why += f"; best other variant {best_other[1]} {best_other[0]:.3f}"
-        if mean >= params.study.near_perfect:
-            v = "reproduced"
-        elif best_other[0] is not None and best_other[0] > mean + thr:
-            v = "not reproduced"
-        else:
-            v = "inconclusive"
-            why += " (ideal data is best, but below 'almost perfect' at this model and training size)"
-        return {"verdict": v, "effect": round(mean - chance, 4), "threshold": thr, "why": why}
-
+        return _ideal_verdict(params, numbers, metric, chance)
     if not lines:
-        return {"verdict": "inconclusive", "effect": None, "threshold": None,
-                "why": f"no two evaluated variants differ only in {', '.join(finding.varies)}"}
-    points = [p for line in lines for p in line]
-    thr = _threshold(params, points)
-    if max(p["mean"] for p in points) < chance + thr and finding.kind != "no_fix":
-        return {"verdict": "inconclusive", "effect": None, "threshold": thr,
-                "why": f"no variant of the comparison learned {metric} above chance {chance:.3f} + {thr:.3f}"}
+        return _result("inconclusive", None, f"no two evaluated variants differ only in {', '.join(finding.varies)}",
+                       "declare and run variants that differ only in " + ", ".join(finding.varies))
+    if finding.kind == "no_fix":
+        degraded = [ln for ln in lines if ideal not in [p["variant"] for p in ln]]
+        if not degraded:
+            return _result("inconclusive", None, "no comparison on degraded data (every line includes the "
+                           "ideal variant)", "declare the knob's variants on degraded data (e.g. density 1)")
+        results = [_no_fix_line(params, numbers, metric, ln, chance) for ln in degraded]
+        for v in ("not reproduced", "inconclusive"):
+            if any(r["verdict"] == v for r in results):
+                r = next(r for r in results if r["verdict"] == v)
+                return r | {"why": " | ".join(x["why"] for x in results)}
+        return results[0] | {"why": " | ".join(x["why"] for x in results)}
     line = lines[0]  # the line through the ideal variant when there is one
-    label = lambda p: f"{p['variant']} ({p['x']:.3g}): {p['mean']:.3f}"  # noqa: E731
+    est = {p["variant"]: numbers.get(p["variant"], metric) for p in line}
+    best_p = max(line, key=lambda p: est[p["variant"]].point)
+    best = est[best_p["variant"]]
     if finding.kind == "hurts_low":
-        best = max(line, key=lambda p: p["mean"])
-        effect = best["mean"] - line[0]["mean"]
-        why = f"best {label(best)} vs lowest {label(line[0])}: {effect:+.3f}"
-        if finding.number == 1 and best is not line[-1]:
-            why += f"; the peak is below the highest density ({label(line[-1])}): too many also hurt"
-        return {"verdict": "reproduced" if effect >= thr else "not reproduced", "effect": round(effect, 4),
-                "threshold": thr, "why": why + f" (threshold {thr:.3f})"}
+        low = line[0]
+        why = f"{_label(best_p)} {best.text()} vs lowest {_label(low)} {est[low['variant']].text()}"
+        if finding.number == 1 and best_p is not line[-1]:
+            drop = best - est[line[-1]["variant"]]
+            why += f"; the peak is below the highest density: {_label(line[-1])} lower by {drop.text(signed=True)}"
+        return _effect_verdict(params, numbers, best - est[low["variant"]], best, chance, why)
     if finding.kind == "hurts_high":
-        effect = line[0]["mean"] - line[-1]["mean"]
-        why = f"{label(line[0])} vs {label(line[-1])}: {effect:+.3f} (threshold {thr:.3f})"
-        return {"verdict": "reproduced" if effect >= thr else "not reproduced",
-                "effect": round(effect, 4), "threshold": thr, "why": why}
-    if finding.kind == "changes":
-        lo, hi = min(line, key=lambda p: p["mean"]), max(line, key=lambda p: p["mean"])
-        effect = hi["mean"] - lo["mean"]
-        why = f"range {effect:.3f}: from {label(lo)} to {label(hi)} (threshold {thr:.3f})"
-        return {"verdict": "reproduced" if effect >= thr else "not reproduced",
-                "effect": round(effect, 4), "threshold": thr, "why": why}
-    # no_fix: on degraded data (a line without the ideal variant), the knob's best setting must still
-    # fall short of reliable binding (the ideal variant's level, and 'almost perfect').
-    degraded = [ln for ln in lines if ideal not in [p["variant"] for p in ln]]
-    if not degraded:
-        return {"verdict": "inconclusive", "effect": None, "threshold": thr,
-                "why": "no comparison on degraded data (every line includes the ideal variant)"}
-    ideal_mean = _stats([r[metric] for r in runs[ideal].values()])[0] if ideal in runs else None
-    if ideal_mean is not None and ideal_mean < chance + thr:
-        # Reliable binding is measured against what ideal data reaches; if even that is at chance,
-        # "the knob does not fix binding" cannot be told apart from "nothing was learned".
-        return {"verdict": "inconclusive", "effect": None, "threshold": thr,
-                "why": f"the ideal variant {ideal!r} itself is at chance ({ideal_mean:.3f} vs {chance:.3f} + {thr:.3f})"}
-    reliable = params.study.near_perfect if ideal_mean is None else min(params.study.near_perfect, ideal_mean - thr)
-    parts, fixed = [], False
-    for ln in degraded:
-        gain = ln[-1]["mean"] - ln[0]["mean"]
-        best = max(ln, key=lambda p: p["mean"])
-        fixed |= best["mean"] >= reliable
-        parts.append(f"{label(ln[0])} -> {label(ln[-1])}: {gain:+.3f}")
-    effect = max(ln[-1]["mean"] - ln[0]["mean"] for ln in degraded)
-    why = "; ".join(parts) + (f"; ideal data {ideal_mean:.3f}" if ideal_mean is not None else "")
-    why += f"; reliable = {reliable:.3f}"
-    return {"verdict": "not reproduced" if fixed else "reproduced", "effect": round(effect, 4),
-            "threshold": thr, "why": why}
+        a, b = line[0], line[-1]
+        why = f"{metric}: {_label(a)} {est[a['variant']].text()} vs {_label(b)} {est[b['variant']].text()}"
+        return _effect_verdict(params, numbers, est[a["variant"]] - est[b["variant"]], best, chance, why)
+    lo_p = min(line, key=lambda p: est[p["variant"]].point)
+    why = f"range from {_label(lo_p)} {est[lo_p['variant']].text()} to {_label(best_p)} {best.text()}"
+    return _effect_verdict(params, numbers, best - est[lo_p["variant"]], best, chance, why)
+
+
+def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float) -> dict:
+    ideal, near, m = params.study.ideal, params.study.near_perfect, params.study.min_effect
+    if ideal not in numbers.tables:
+        return _result("inconclusive", None, f"no run of the ideal variant {ideal!r}", f"evaluate {ideal}")
+    e = numbers.get(ideal, metric)
+    why = f"{ideal}: {metric} {e.text()} (chance {chance:.3f}); 'almost perfect' >= {near}"
+    others = {n: numbers.get(n, metric) for n in numbers.tables if n != ideal}
+    if e.lo >= near:
+        return _result("reproduced", e, why)
+    if others:
+        name = max(others, key=lambda n: others[n].point)
+        d = others[name] - e
+        why += f"; best other variant {name} {others[name].text()}, {d.text(signed=True)} above ideal"
+        if d.lo > m:
+            return _result("not reproduced", e, why + f" (beyond {m}): ideal data is not the best")
+    if e.hi < near:
+        return _result("inconclusive", e, why + "; below 'almost perfect' at this model and training size",
+                       "train the ideal variant longer (base.steps) or a larger model (model.name)")
+    return _result("inconclusive", e, why + f"; the interval contains {near}", _narrower(params, numbers))
 
 
 # --- rendering --------------------------------------------------------------------------------
 
-def _plot(params: Params, finding: Finding, lines: list[list[dict]], runs: dict) -> str:
-    """PNG data URI: the metric against the property, a line per comparison, a dot per seed."""
+def _errorbar(ax, xs, points: list[dict], **kw):
+    means = np.array([p["mean"] for p in points])
+    lo = np.array([p["lo"] for p in points])
+    hi = np.array([p["hi"] for p in points])
+    return ax.errorbar(xs, means, yerr=[means - lo, hi - means], capsize=3, **kw)
+
+
+def _plot(params: Params, finding: Finding, lines: list[list[dict]], result: dict) -> str:
+    """PNG data URI: the metric against the property, a line per comparison with 95% interval bars,
+    a dot per seed; chance (and for 5/6 the ideal variant) as horizontal lines."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    metric, ideal = params.study.metric, params.study.ideal
+    metric, ideal, chance = result["metric"], params.study.ideal, result["chance"]
     fig, ax = plt.subplots(figsize=(5.6, 3.4))
     if finding.kind == "ideal":
-        names = sorted(runs, key=lambda n: _stats([r[metric] for r in runs[n].values()])[0])
-        means = [_stats([r[metric] for r in runs[n].values()])[0] for n in names]
-        ax.barh(names, means, color=["tab:green" if n == ideal else "tab:gray" for n in names])
-        for i, n in enumerate(names):
-            ax.plot([r[metric] for r in runs[n].values()], [i] * len(runs[n]), "k.", ms=4)
-        ax.axvline(_chance(runs, metric), color="k", ls="--", lw=1, label="chance")
+        rows = sorted(result["variants"], key=lambda r: r["mean"])
+        ys = np.arange(len(rows))
+        means = np.array([r["mean"] for r in rows])
+        ax.barh(ys, means, color=["tab:green" if r["variant"] == ideal else "tab:gray" for r in rows],
+                xerr=[means - [r["lo"] for r in rows], np.array([r["hi"] for r in rows]) - means], capsize=2)
+        for i, r in enumerate(rows):
+            ax.plot(r["values"], [i] * len(r["values"]), "k.", ms=4)
+        ax.set_yticks(ys, [r["variant"] for r in rows])
+        ax.axvline(chance, color="k", ls="--", lw=1, label="chance")
         ax.axvline(params.study.near_perfect, color="tab:green", ls=":", lw=1, label="almost perfect")
         ax.set_xlim(0, 1)
         ax.set_xlabel(metric)
@@ -233,44 +384,38 @@ def _plot(params: Params, finding: Finding, lines: list[list[dict]], runs: dict)
             xs = [p["x"] for p in line]
             label = ("ideal data" if ideal in [p["variant"] for p in line]
                      else "degraded: " + ", ".join(p["variant"] for p in line[:2]) + ("..." if len(line) > 2 else ""))
-            (h,) = ax.plot(xs, [p["mean"] for p in line], "-o", label=label)
+            h = _errorbar(ax, xs, line, fmt="-o", label=label)
+            color = h.lines[0].get_color()
             for p in line:
-                ax.plot([p["x"]] * len(p["values"]), p["values"], ".", color=h.get_color(), alpha=0.5)
+                ax.plot([p["x"]] * len(p["values"]), p["values"], ".", color=color, alpha=0.5)
                 ax.annotate(p["variant"], (p["x"], p["mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        if finding.kind == "no_fix" and ideal in runs:
-            ax.axhline(_stats([r[metric] for r in runs[ideal].values()])[0], color="tab:green", ls=":",
-                       lw=1, label=f"{ideal}")
-        ax.axhline(_chance(runs, metric), color="k", ls="--", lw=1, label="chance")
+        ref = result.get("ideal_reference")
+        if finding.kind == "no_fix" and ref:
+            ax.axhspan(ref["lo"], ref["hi"], color="tab:green", alpha=0.15)
+            ax.axhline(ref["mean"], color="tab:green", ls=":", lw=1, label=f"{ideal}")
+        ax.axhline(chance, color="k", ls="--", lw=1, label="chance")
         if finding.number == 5:
             ax.set_xscale("log", base=2)
         ax.set_ylim(0, 1)
         ax.set_xlabel(finding.xlabel)
-        ax.set_ylabel(metric)
+        ax.set_ylabel(metric, fontsize=8)
     ax.legend(fontsize=7)
-    ax.set_title(f"{finding.number}. {finding.title}", fontsize=10)
+    ax.set_title(f"{finding.number}. {finding.title} (bars: 95% intervals)", fontsize=10)
     fig.tight_layout()
     return png_uri(figure_png(fig, dpi=90))
 
 
-def _fmt(x) -> str:
-    return "-" if x is None else f"{x:.3f}"
+def _ci_text(mean: float, lo, hi) -> str:
+    return f"{mean:.3f}" + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]")
 
 
-def _mean_sd(by_seed: dict, key: str) -> str:
-    values = [r[key] for r in by_seed.values() if r.get(key) is not None]
-    if not values:
-        return "-"
-    mean, sd = _stats(values)
-    return f"{mean:.3f}" + (f" ± {sd:.3f}" if len(values) > 1 else "")
-
-
-def _variant_rows(names: list[str], runs: dict, x: dict | None = None) -> str:
+def _variant_rows(names: list[str], numbers: Numbers, x: dict | None = None) -> str:
+    """Per variant: every shown metric with its 95% interval (images and seeds resampled)."""
     rows = []
     for n in names:
-        by_seed = runs[n]
-        cells = "".join(f"<td>{_mean_sd(by_seed, k)}</td>" for k in SHOWN)
+        cells = "".join(f"<td>{numbers.get(n, k).text() if numbers.has(n, k) else '-'}</td>" for k in SHOWN)
         xcell = f"<td>{x[n]:g}</td>" if x else ""
-        seeds = ", ".join(str(s) for s in sorted(by_seed))
+        seeds = ", ".join(str(s) for s in sorted(numbers.tables[n]))
         rows.append(f'<tr><td><a href="../audit/{html.escape(n)}/index.html">{html.escape(n)}</a></td>'
                     f"{xcell}<td>{seeds}</td>{cells}</tr>")
     head = "<th>variant</th>" + ("<th>x</th>" if x else "") + "<th>seeds</th>" + "".join(f"<th>{k}</th>" for k in SHOWN)
@@ -279,59 +424,115 @@ def _variant_rows(names: list[str], runs: dict, x: dict | None = None) -> str:
 
 CSS = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
        "table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px}"
-       ".reproduced{color:#070}.not{color:#a00}.inconclusive{color:#a60}.small{font-size:12px;color:#555}")
+       ".reproduced{color:#070}.not{color:#a00}.inconclusive{color:#a60}.small{font-size:12px;color:#555}"
+       ".howto{background:#f6f6f6;padding:.5em 1em;font-size:13px}")
+
+
+def _point(p: dict) -> dict:
+    return {k: p[k] for k in ("variant", "x", "mean", "sd", "lo", "hi", "values", "seeds")}
 
 
 def build(params: Params, paths: DataPaths) -> dict:
     """Compute every finding's comparison and verdict: the content of findings.json."""
     runs, missing = load_runs(params, paths)
+    keys = sorted({finding_metric(params, f) for f in FINDINGS})
+    numbers = Numbers(paths, runs, keys)
+    evals = [r for by in runs.values() for r in by.values()]
+    measured = [r["chance_measured"] for r in evals if "chance_measured" in r]
     out = {"metric": params.study.metric, "seeds": params.study.seeds, "profile": params.profile,
+           "min_effect": params.study.min_effect, "n_images": numbers.n_images,
+           "bootstrap": {"unit": "benchmark image", "resamples": intervals.RESAMPLES, "seed": intervals.SEED,
+                         "level": intervals.LEVEL, "seeds": "resampled per variant when several"},
+           "chance": {"i2t_pairwise": 0.5, "i2t_strict_computed": max(r["chance"].get("i2t_strict", 0.0) for r in evals),
+                      "i2t_strict_measured": max(m["i2t_strict"] for m in measured) if measured else None},
            "missing_runs": missing, "findings": []}
     for f in FINDINGS:
-        lines = comparisons(params, f, runs) if f.kind != "ideal" else []
-        v = verdict(params, f, lines, runs)
-        out["findings"].append({"number": f.number, "title": f.title, "claim": f.claim, **v,
-                                "lines": [[{k: p[k] for k in ("variant", "x", "mean", "sd", "values", "seeds")}
-                                           for p in line] for line in lines]})
+        metric = finding_metric(params, f)
+        lines = comparisons(params, f, runs, numbers) if f.kind != "ideal" else []
+        v = verdict(params, f, lines, runs, numbers)
+        entry = {"number": f.number, "title": f.title, "claim": f.claim, "metric": metric,
+                 "chance": chance_of(runs, metric), **v, "lines": [[_point(p) for p in line] for line in lines]}
+        if f.kind == "ideal":
+            entry["variants"] = [_point(_variant_point(numbers, n, metric)) for n in sorted(runs)]
+        if params.study.ideal in runs:
+            entry["ideal_reference"] = _point(_variant_point(numbers, params.study.ideal, metric))
+        out["findings"].append(entry)
     out["train_seconds"] = round(sum(r.get("train_seconds") or 0 for by in runs.values() for r in by.values()), 1)
-    return out | {"_runs": runs}
+    return out | {"_numbers": numbers}
+
+
+def _variant_point(numbers: Numbers, name: str, metric: str) -> dict:
+    e, values = numbers.get(name, metric), numbers.seed_values(name, metric)
+    mean, sd = _stats(values)
+    return {"variant": name, "x": 0.0, "mean": mean, "sd": sd, "lo": e.lo, "hi": e.hi, "values": values,
+            "seeds": sorted(numbers.tables[name])}
+
+
+def _effect_cell(f: dict) -> str:
+    if f["effect"] is None:
+        return "-"
+    return f"{f['effect']:+.3f} [{f['ci'][0]:+.3f}, {f['ci'][1]:+.3f}]"
 
 
 def markdown(result: dict) -> str:
+    strict = result["chance"]["i2t_strict_measured"]
     lines = [f"Findings of the last study (profile `{result['profile']}`, seeds {result['seeds']}, "
              f"metric `{result['metric']}`, {result['train_seconds'] / 60:.1f} min of training in all); "
-             f"generated by `bindlab report` from `data/metrics/*/seed*/eval.json`.", "",
-             "| # | finding | verdict | effect | the numbers |", "|---|---|---|---|---|"]
+             f"generated by `bindlab report` from `data/metrics/*/seed*/eval.json` and `per_image.parquet`. "
+             f"Numbers in brackets are 95% bootstrap intervals over the {result['n_images']} benchmark images "
+             f"(and seeds); a verdict needs the interval of the difference beyond "
+             f"`study.min_effect` = {result['min_effect']}. Chance: pairwise 0.5, strict "
+             f"{result['chance']['i2t_strict_computed']:.3f} computed"
+             + (f", {strict:.3f} measured on the untrained model." if strict is not None else "."), "",
+             "| # | finding | verdict | effect [95% CI] | the numbers | to resolve |", "|---|---|---|---|---|---|"]
     for f in result["findings"]:
-        eff = "-" if f["effect"] is None else f"{f['effect']:+.3f}"
-        lines.append(f"| {f['number']} | {f['title']} | **{f['verdict']}** | {eff} | {f['why']} |")
+        lines.append(f"| {f['number']} | {f['title']} | **{f['verdict']}** | {_effect_cell(f)} | {f['why']} "
+                     f"| {f.get('resolve', '')} |")
     if result["missing_runs"]:
         lines += ["", f"Missing runs (not in the report): {', '.join(result['missing_runs'])}."]
     return "\n".join(lines) + "\n"
 
 
+HOW_TO_READ = (
+    "<div class='howto'><b>How to read this.</b> Each finding compares variants that differ only in its "
+    "knobs (the others equal), so every line is a controlled comparison. Every number is the mean over "
+    "seeds with its 95% interval in brackets (and as bars in the plots): the benchmark images are resampled "
+    "{resamples} times, each image with all its items and probes, and the seeds as well when there are "
+    "several. A difference between two variants is bootstrapped on the <i>same</i> resampled images "
+    "(paired), so it is much tighter than the two intervals side by side. Verdicts: <b>reproduced</b> when "
+    "the difference's interval lies beyond study.min_effect = {m} in the claimed direction (for 5 and 6, "
+    "'no fix': the variants clearly learn, every improvement's interval lies below {m}, and the gap to ideal "
+    "data stays above {m}); <b>not reproduced</b> when it lies on the other side of {m} on data the model "
+    "learns from; <b>inconclusive</b> otherwise, with the condition that failed and the setting that would "
+    "resolve it. Chance: 0.5 for pairwise metrics and the probe (exact: a tie counts 1/2); strict binding's "
+    "'1/(negatives+1)' assumes exchangeable scores, so the untrained model (the run's initialisation) is "
+    "scored as well and shown as the measured chance. Finding 4 is judged on the items that involve the "
+    "least salient object: the one a salient-first caption never names.</div>")
+
+
 def html_page(params: Params, result: dict) -> str:
-    runs = result["_runs"]
+    numbers = result["_numbers"]
     parts = [f"<h1>bindlab: the findings</h1><p>{markdown_to_html_intro(result)}</p>",
-             '<p class="small">Each finding compares variants that differ only in its knobs (the other '
-             "knobs equal), so every line below is a controlled comparison. Verdicts are computed from the "
-             f"numbers: an effect counts when it exceeds max(study.min_effect = {params.study.min_effect}, "
-             "2 x the seed spread). Variant names link to their data audit pages; "
+             HOW_TO_READ.format(resamples=intervals.RESAMPLES, m=params.study.min_effect),
+             '<p class="small">Variant names link to their data audit pages; '
              '<a href="../audit/index.html">audit overview</a>.</p>']
     summary = "".join(
         f"<tr><td>{f['number']}</td><td>{html.escape(f['title'])}</td>"
         f"<td class=\"{f['verdict'].split()[0]}\"><b>{f['verdict']}</b></td>"
-        f"<td>{'-' if f['effect'] is None else format(f['effect'], '+.3f')}</td></tr>" for f in result["findings"])
-    parts.append(f"<table><tr><th>#</th><th>finding</th><th>verdict</th><th>effect</th></tr>{summary}</table>")
+        f"<td>{_effect_cell(f)}</td></tr>" for f in result["findings"])
+    parts.append(f"<table><tr><th>#</th><th>finding</th><th>verdict</th><th>effect [95% CI]</th></tr>{summary}</table>")
     for f, spec in zip(result["findings"], FINDINGS):
         lines = [[dict(p) for p in line] for line in f["lines"]]
-        parts.append(f"<h2>{f['number']}. {html.escape(f['title'])}</h2><p><i>{html.escape(f['claim'])}</i></p>"
-                     f"<p class=\"{f['verdict'].split()[0]}\"><b>{f['verdict']}</b>: {html.escape(f['why'])}</p>")
-        parts.append(f'<img src="{_plot(params, spec, lines, runs)}" alt="{html.escape(f["title"])}">')
+        resolve = f"<br>To resolve: {html.escape(f['resolve'])}." if f.get("resolve") else ""
+        parts.append(f"<h2>{f['number']}. {html.escape(f['title'])}</h2>"
+                     f"<p><b>The paper's claim:</b> <i>{html.escape(f['claim'])}</i></p>"
+                     f"<p class=\"small\">metric <code>{html.escape(f['metric'])}</code>, chance {f['chance']:.3f}</p>"
+                     f"<p class=\"{f['verdict'].split()[0]}\"><b>{f['verdict']}</b>: {html.escape(f['why'])}{resolve}</p>")
+        parts.append(f'<img src="{_plot(params, spec, lines, f)}" alt="{html.escape(f["title"])}">')
         if spec.kind == "ideal":
-            parts.append(_variant_rows(sorted(runs), runs))
+            parts.append(_variant_rows(sorted(numbers.tables), numbers))
         for line in lines:
-            parts.append(_variant_rows([p["variant"] for p in line], runs, {p["variant"]: p["x"] for p in line}))
+            parts.append(_variant_rows([p["variant"] for p in line], numbers, {p["variant"]: p["x"] for p in line}))
     if result["missing_runs"]:
         parts.append(f"<p class=\"small\">Missing runs: {html.escape(', '.join(result['missing_runs']))}</p>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>bindlab findings</title>"
@@ -362,11 +563,13 @@ def report_stage(params: Params, paths: DataPaths, readme: str | Path | None = N
         tmp.write_text(page)
     with atomic_path(out / "summary.md") as tmp:
         tmp.write_text(summary)
-    findings = {k: v for k, v in result.items() if k != "_runs"}
+    findings = {k: v for k, v in result.items() if k != "_numbers"}
     write_json(out / "details.json", findings)
     # findings.json: the DVC metrics (flat, so `dvc metrics show/diff` can print them)
     write_json(out / "findings.json", {
-        f"{f['number']}_{f['title'].lower().replace(' ', '_')}": {"effect": f["effect"], "verdict": f["verdict"]}
+        f"{f['number']}_{f['title'].lower().replace(' ', '_')}": {
+            "effect": f["effect"], "effect_low": f["ci"][0] if f["ci"] else None,
+            "effect_high": f["ci"][1] if f["ci"] else None, "verdict": f["verdict"]}
         for f in result["findings"]})
     if readme:
         update_readme(Path(readme), summary)

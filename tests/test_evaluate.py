@@ -45,6 +45,34 @@ def test_known_scores_give_known_accuracies():
     assert m["probe_by_k"] == {"1": 0.5, "2": 1.0}
 
 
+def test_saliency_breakdown_on_a_known_tiny_benchmark():
+    """Scene 0: 2 objects (obj 1 most salient); scene 1: 3 objects with ranks obj0 2, obj1 0, obj2 1.
+    The model wins exactly the items and probes that avoid the least salient object."""
+    scenes = pl.DataFrame({"scene_id": [0, 0, 1, 1, 1], "obj": [0, 1, 0, 1, 2], "saliency_rank": [1, 0, 2, 0, 1]})
+    items = pl.DataFrame({"scene_id": [0, 1, 1, 1], "n_objects": [2, 3, 3, 3], "swap": ["color"] * 4,
+                          "obj_a": [0, 0, 1, 0], "obj_b": [1, 1, 2, 2], "unseen": [False] * 4})
+    # items: scene 0 (0,1): least+most; scene 1 (0,1): least+most; (1,2): most, not least; (0,2): least only
+    s_true, s_neg = np.array([0.1, 0.1, 0.9, 0.1]), np.array([0.5, 0.5, 0.2, 0.5])  # wins 0, 0, 1, 0
+    probes = pl.DataFrame({"scene_id": [0, 1, 1], "n_objects": [2, 3, 3], "k": [1, 1, 1], "obj": [0, 2, 1],
+                           "swap": ["color"] * 3, "unseen": [False] * 3})
+    p_true, p_false = np.array([0.0, 1.0, 1.0]), np.array([1.0, 0.0, 0.0])   # wins 0, 1, 1
+    sim = np.eye(2)
+    m = binding_metrics(items, probes, s_true, s_neg, s_true, p_true, p_false, sim, scenes=scenes)
+    sal = m["by_saliency"]
+    assert sal["least"]["i2t_pairwise"] == 0.0 and sal["least"]["n_items"] == 3
+    assert sal["other"]["i2t_pairwise"] == 1.0 and sal["other"]["n_items"] == 1 and sal["other"]["n_images"] == 1
+    assert sal["most"]["i2t_pairwise"] == pytest.approx(1 / 3) and sal["most"]["n_items"] == 3
+    assert sal["least"]["probe"] == 0.0 and sal["least"]["n_probes"] == 1      # scene 0 obj 0 (rank 1 of 2)
+    assert sal["other"]["probe"] == 1.0 and sal["other"]["n_probes"] == 2
+    assert sal["most"]["probe"] == 1.0 and sal["most"]["n_probes"] == 1        # scene 1 obj 1
+    assert sal["least"]["i2t_strict"] == 0.0 and sal["other"]["i2t_strict"] == 1.0
+    # every number has its interval; a breakdown on one image has a degenerate one
+    assert m["ci"]["by_saliency.other.i2t_pairwise"] == [1.0, 1.0]
+    assert m["ci"]["by_saliency.least.i2t_pairwise"] == [0.0, 0.0]
+    lo, hi = m["ci"]["i2t_pairwise"]
+    assert 0 <= lo <= m["i2t_pairwise"] <= hi <= 1
+
+
 def test_r1_t2i_counts_columns():
     items = pl.DataFrame({"scene_id": [0, 1], "n_objects": [2, 2], "swap": ["color"] * 2, "unseen": [False] * 2})
     probes = pl.DataFrame({"scene_id": [0], "n_objects": [2], "k": [1], "swap": ["color"], "unseen": [False]})
@@ -79,16 +107,33 @@ def test_evaluate_a_run_writes_metrics_in_range_with_the_right_counts(trained):
     assert (r["variant"], r["seed"], r["steps"], r["batch_size"]) == ("ideal", 0, 6, 32)
     flat = [r[k] for k in ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "r5_i2t")]
     flat += [v for d in r["by_swap"].values() for k, v in d.items() if not k.startswith("n_")]
+    flat += [v for d in r["by_saliency"].values() for k, v in d.items() if not k.startswith("n_")]
     flat += list(r["probe_by_k"].values()) + list(r["chance"].values())
     assert all(0.0 <= x <= 1.0 for x in flat)
     assert set(r["by_swap"]) == {"color", "shape", "size", "texture"}
     assert sum(d["n_items"] for d in r["by_n_objects"].values()) == items.height
     assert r["seen"]["n_items"] + r["unseen"]["n_items"] == items.height
     assert set(r["probe_by_k"]) == {"1", "2", "3"}
-    # deterministic: the same checkpoint gives the same numbers
+    # an interval on every number, from the per-image outcomes kept beside eval.json
+    per_image = pl.read_parquet(out / "per_image.parquet")
+    assert per_image.height == r["n_images"] and per_image["scene_id"].is_sorted()
+    assert per_image["i2t_pairwise:den"].sum() == items.height
+    for key in ("i2t_pairwise", "i2t_strict", "probe", "by_swap.color.t2i_pairwise", "probe_by_k.2",
+                "by_saliency.least.i2t_pairwise", "by_saliency.least.probe", "unseen.i2t_pairwise", "r1_i2t"):
+        lo, hi = r["ci"][key]
+        value = per_image[f"{key}:num"].sum() / per_image[f"{key}:den"].sum()
+        assert lo <= value + 1e-12 and value <= hi + 1e-12, key
+    assert r["by_saliency"]["least"]["n_items"] + r["by_saliency"]["other"]["n_items"] == items.height
+    # the untrained model of the run's seed: the measured chance level of every i2t metric
+    cm = r["chance_measured"]
+    assert cm["seed"] == 0 and set(cm["ci"]) == {"i2t_strict", "i2t_pairwise", "probe"}
+    assert 0 <= cm["i2t_strict"] <= 1
+    # deterministic: the same checkpoint gives the same numbers (and bytes)
+    per_image_bytes = (out / "per_image.parquet").read_bytes()
     again = evaluate_stage(params, paths, "ideal", plots=False)
-    assert {k: again[k] for k in ("i2t_pairwise", "probe", "by_swap")} == \
-           {k: r[k] for k in ("i2t_pairwise", "probe", "by_swap")}
+    assert {k: again[k] for k in ("i2t_pairwise", "probe", "by_swap", "ci", "chance_measured")} == \
+           {k: r[k] for k in ("i2t_pairwise", "probe", "by_swap", "ci", "chance_measured")}
+    assert (out / "per_image.parquet").read_bytes() == per_image_bytes
 
 
 def test_evaluate_any_checkpoint_file(trained, tmp_path):

@@ -95,7 +95,8 @@ ARTIFACTS = [
     Artifact("validation verdict", "validation/ideal/results.json", ("audit --variant", "audit --overview"),
              "expectations", "success", _drop_first_expectation,
              _not_validated("audit --variant") | _not_validated("audit --overview")),
-    Artifact("benchmark files", "benchmark/scenes.parquet", ("validate --benchmark",), "color", "x"),
+    Artifact("benchmark files", "benchmark/scenes.parquet", ("validate --benchmark", "evaluate --variant"),
+             "color", "x"),
     Artifact("benchmark files", "benchmark/items.parquet", ("validate --benchmark", "evaluate --variant"),
              "negative", "scene_id"),
     Artifact("benchmark files", "benchmark/probes.parquet", ("validate --benchmark", "evaluate --variant"),
@@ -104,7 +105,9 @@ ARTIFACTS = [
     Artifact("benchmark files", "benchmark/counterfactual.npy", ("validate --benchmark", "evaluate --variant")),
     Artifact("checkpoint", "models/ideal/seed0/last.pt", ("evaluate --variant", "evaluate --checkpoint", "train"),
              "model", "step", skips={("missing", "train"): "by design: without last.pt training starts at step 0"}),
-    Artifact("eval.json", "metrics/ideal/seed0/eval.json", ("report",), "chance", "i2t_strict", _bump("seed")),
+    Artifact("eval.json", "metrics/ideal/seed0/eval.json", ("report",), "chance", "i2t_pairwise", _bump("seed")),
+    Artifact("per-image outcomes", "metrics/ideal/seed0/per_image.parquet", ("report",), "i2t_pairwise:num",
+             "i2t_pairwise:den"),
     Artifact("params", "params.yaml", tuple(COMMANDS), "vocab", "scene_sets.train.n", _short_color_list),
 ]
 

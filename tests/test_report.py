@@ -7,34 +7,61 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pytest
 from conftest import tiny_params_dict, write_params
 
-# The binding level (i2t_strict) each variant of params.yaml gets in these tests: density and
-# completeness help, saliency bias hurts, batch size and hard negatives leave degraded data degraded.
-LEVEL = {"ideal": 0.93, "density_0": 0.25, "density_1": 0.40, "density_2": 0.70, "objects_2": 0.95,
-         "objects_3": 0.85, "objects_4": 0.60, "one_object": 0.35, "completeness_50": 0.55,
-         "saliency_50": 0.30, "saliency_100": 0.20, "batch_64": 0.92, "batch_512": 0.94,
-         "density_1_batch_64": 0.38, "density_1_batch_512": 0.43, "density_1_hardneg": 0.45, "natural": 0.22}
+# The binding level (i2t_pairwise, chance 0.5) each variant of params.yaml gets in these tests: density
+# and completeness help, saliency bias hurts (on the least salient object: LEAST), batch size and hard
+# negatives leave degraded data degraded.
+LEVEL = {"ideal": 0.96, "density_0": 0.55, "density_1": 0.65, "density_2": 0.85, "objects_2": 0.97,
+         "objects_3": 0.93, "objects_4": 0.80, "one_object": 0.62, "completeness_50": 0.75,
+         "saliency_50": 0.60, "saliency_100": 0.57, "batch_64": 0.95, "batch_512": 0.96,
+         "density_1_batch_64": 0.64, "density_1_batch_512": 0.66, "density_1_hardneg": 0.66, "natural": 0.55}
+LEAST = {"one_object": 0.66, "saliency_50": 0.60, "saliency_100": 0.52}
+N_IMAGES = 2000
+KEYS = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "by_saliency.least.i2t_pairwise")
 
 
-def eval_json(variant: str, seed: int, level: float) -> dict:
+def wins(level: float, n: int) -> np.ndarray:
+    """Image i wins iff it is among the first round(level n) of one fixed order: the variants' wins
+    are nested, as for models that agree on the easy images, so paired differences are tight."""
+    order = np.random.default_rng(0).permutation(n)
+    w = np.zeros(n)
+    w[order[: round(level * n)]] = 1.0
+    return w
+
+
+def per_image(level: float, least: float, n: int) -> pl.DataFrame:
+    cols = {"scene_id": pl.Series(np.arange(n, dtype=np.int64))}
+    for key in KEYS:
+        cols[f"{key}:num"] = wins(least if key.startswith("by_saliency") else level, n)
+        cols[f"{key}:den"] = np.ones(n)
+    return pl.DataFrame(cols)
+
+
+def eval_json(variant: str, seed: int, level: float, least: float) -> dict:
     m = {k: level for k in ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe",
                             "r1_i2t", "r5_i2t", "r1_t2i", "r5_t2i")}
     return {"variant": variant, "seed": seed, "steps": 400, "batch_size": 256, "train_seconds": 60.0,
             **m, "chance": {"i2t_strict": 0.2, "i2t_pairwise": 0.5},
+            "chance_measured": {"seed": seed, "i2t_strict": 0.09, "i2t_pairwise": 0.5, "probe": 0.5},
             "by_swap": {"color": m}, "by_n_objects": {"2": m}, "seen": m, "unseen": m,
-            "probe_by_k": {"1": level}}
+            "by_saliency": {"least": {"i2t_pairwise": least}}, "probe_by_k": {"1": level},
+            "ci": {k: [level - 0.02, level + 0.02] for k in m}, "bootstrap": {"resamples": 1000}}
 
 
-def write_metrics(data: Path, seeds=(0,), levels=LEVEL, jitter=0.01, skip=()) -> None:
+def write_metrics(data: Path, seeds=(0,), levels=LEVEL, least=LEAST, jitter=0.01, skip=(), n=N_IMAGES) -> None:
     for v, level in levels.items():
         for i, s in enumerate(seeds):
             if (v, s) in skip:
                 continue
             f = data / "metrics" / v / f"seed{s}" / "eval.json"
             f.parent.mkdir(parents=True, exist_ok=True)
-            f.write_text(json.dumps(eval_json(v, s, level + jitter * i)))
+            lv, ls = level + jitter * i, least.get(v, level) + jitter * i
+            f.write_text(json.dumps(eval_json(v, s, lv, ls)))
+            per_image(lv, ls, n).write_parquet(f.parent / "per_image.parquet")
 
 
 def setup(tmp_path: Path, seeds=(0,), **kw):
@@ -42,6 +69,7 @@ def setup(tmp_path: Path, seeds=(0,), **kw):
     from bindlab.paths import DataPaths
     raw = tiny_params_dict()
     raw["study"]["seeds"] = list(seeds)
+    tmp_path.mkdir(parents=True, exist_ok=True)
     params_file = write_params(tmp_path, raw)
     write_metrics(tmp_path / "data", seeds=seeds, **kw)
     return load_params(params_file), DataPaths(tmp_path / "data"), params_file
@@ -57,41 +85,82 @@ def test_every_finding_reproduced_from_numbers(tmp_path):
     report_stage(params, paths)
     details = json.loads((paths.report / "details.json").read_text())
     f = by_number(details)
-    assert [f[i]["verdict"] for i in range(1, 8)] == ["reproduced"] * 7
-    # density: ideal (3) 0.93 vs density_0 0.25 (+0.01 for seed 1): effect 0.68
-    assert f[1]["effect"] == pytest.approx(0.68, abs=1e-9)
+    assert [f[i]["verdict"] for i in range(1, 8)] == ["reproduced"] * 7, [f[i]["why"] for i in range(1, 8)]
+    # density: ideal (3) 0.96 vs density_0 0.55 (+0.01 for seed 1 on both): effect 0.41, paired interval
+    assert f[1]["effect"] == pytest.approx(0.41, abs=1e-9)
+    assert f[1]["ci"][0] > 0.05 and f[1]["ci"][0] < 0.41 < f[1]["ci"][1]
     assert [p["variant"] for p in f[1]["lines"][0]] == ["density_0", "density_1", "density_2", "ideal"]
-    # objects: ideal (2.99 objects) joins objects_2..4; range 0.95 - 0.60
+    assert all(p["lo"] <= p["mean"] <= p["hi"] for p in f[1]["lines"][0])
+    # objects: ideal (2.99 objects) joins objects_2..4; range 0.97 - 0.80
     assert [p["x"] for p in f[2]["lines"][0]] == [2.0, 2.99, 3.0, 4.0]
-    assert f[2]["effect"] == pytest.approx(0.35, abs=1e-9)
-    # saliency line: one_object (bias 0) -> saliency_100
+    assert f[2]["effect"] == pytest.approx(0.17, abs=1e-9)
+    # saliency: judged on the least salient object: one_object (bias 0) 0.66 -> saliency_100 0.52
+    assert f[4]["metric"] == "by_saliency.least.i2t_pairwise"
     assert [p["variant"] for p in f[4]["lines"][0]] == ["one_object", "saliency_50", "saliency_100"]
-    assert f[4]["effect"] == pytest.approx(0.15, abs=1e-9)
-    # batch: a line on ideal data and one on degraded (density 1) data
+    assert f[4]["effect"] == pytest.approx(0.14, abs=1e-9)
+    # batch: a line on ideal data and one on degraded (density 1) data; no fix on the degraded one
     assert sorted(len(line) for line in f[5]["lines"]) == [3, 3]
+    assert "gap ideal - density_1_batch_512" in f[5]["why"]
     assert f[6]["lines"][0][-1]["variant"] == "density_1_hardneg"
-    assert f[7]["effect"] == pytest.approx(0.93 + 0.005 - 0.2, abs=1e-9)
+    assert f[7]["effect"] == pytest.approx(0.965, abs=1e-9) and f[7]["ci"][0] >= 0.9
+    assert details["chance"]["i2t_strict_measured"] == 0.09 and details["chance"]["i2t_strict_computed"] == 0.2
     metrics = json.loads((paths.report / "findings.json").read_text())
-    assert metrics["1_attribute_density"] == {"effect": f[1]["effect"], "verdict": "reproduced"}
+    assert metrics["1_attribute_density"] == {"effect": f[1]["effect"], "effect_low": f[1]["ci"][0],
+                                              "effect_high": f[1]["ci"][1], "verdict": "reproduced"}
     page = (paths.report / "index.html").read_text()
     assert page.count("<img src=\"data:image/png;base64,") == 7  # self-contained: plots embedded
-    assert 'href="../audit/density_0/index.html"' in page
+    assert 'href="../audit/density_0/index.html"' in page and "How to read this" in page
+    assert "The paper&#x27;s claim" in page or "The paper's claim" in page
     assert "<script" not in page and "http" not in page
     summary = (paths.report / "summary.md").read_text()
-    assert "| 5 | Batch size | **reproduced** |" in summary
+    assert "| 5 | Batch size | **reproduced** |" in summary and "95% bootstrap intervals" in summary
 
 
-def test_verdicts_follow_the_numbers(tmp_path):
-    """Flat density, batch size that fixes degraded data, weak ideal data: the verdicts say so."""
-    from bindlab.report import report_stage
-    levels = dict(LEVEL, density_0=0.91, density_1=0.92, density_2=0.93, density_1_batch_512=0.95,
-                  ideal=0.6, objects_2=0.6, objects_3=0.6, objects_4=0.6, batch_64=0.6, batch_512=0.6)
-    params, paths, _ = setup(tmp_path, levels=levels)
-    f = by_number(report_stage(params, paths))
-    assert f[1]["verdict"] == "not reproduced"      # density makes no difference here
-    assert f[2]["verdict"] == "not reproduced"      # object count makes no difference
-    assert f[5]["verdict"] == "not reproduced"      # a larger batch reached reliable binding
-    assert f[7]["verdict"] == "not reproduced"      # other variants beat the ideal data by > 0.05
+def verdicts(tmp_path, **kw) -> dict[int, dict]:
+    from bindlab.report import build
+    params, paths, _ = setup(tmp_path, **kw)
+    return by_number(build(params, paths))
+
+
+def test_not_reproduced_when_the_interval_lies_below_min_effect(tmp_path):
+    """Flat density and object count, a batch size that lifts degraded data, ideal data beaten."""
+    levels = dict(LEVEL, density_0=0.95, density_1=0.95, density_2=0.955, ideal=0.955, objects_2=0.955,
+                  objects_3=0.955, objects_4=0.95, density_1_batch_512=0.80, batch_64=0.70, batch_512=0.70)
+    f = verdicts(tmp_path, levels=levels)
+    assert f[1]["verdict"] == "not reproduced" and f[1]["ci"][1] < 0.05
+    assert f[2]["verdict"] == "not reproduced"
+    assert f[5]["verdict"] == "not reproduced" and "improves binding beyond 0.05" in f[5]["why"]
+    f = verdicts(tmp_path / "b", levels=dict(LEVEL, ideal=0.70, batch_512=0.85))
+    assert f[7]["verdict"] == "not reproduced" and "ideal data is not the best" in f[7]["why"]
+
+
+def test_inconclusive_when_the_interval_contains_min_effect(tmp_path):
+    """A 0.05 difference on 200 images: the interval straddles min_effect; more images would tell."""
+    levels = dict(LEVEL, ideal=0.96, density_0=0.91, density_1=0.92, density_2=0.93)
+    f = verdicts(tmp_path, levels=levels, n=200)
+    assert f[1]["verdict"] == "inconclusive" and f[1]["ci"][0] < 0.05 < f[1]["ci"][1]
+    assert "interval contains 0.05" in f[1]["why"] and "benchmark.n, now 200 images" in f[1]["resolve"]
+
+
+def test_inconclusive_when_nothing_is_learned(tmp_path):
+    """Everything at chance: no 'not reproduced' and no 'no fix' from models that learned nothing."""
+    f = verdicts(tmp_path, levels={v: 0.5 for v in LEVEL}, least={})
+    for i in (1, 2, 3, 4):
+        assert f[i]["verdict"] == "inconclusive" and "clearly learned" in f[i]["why"], i
+        assert "train longer" in f[i]["resolve"]
+    for i in (5, 6):
+        assert f[i]["verdict"] == "inconclusive" and "not clearly above chance" in f[i]["why"], i
+    assert f[7]["verdict"] == "inconclusive" and "below 'almost perfect'" in f[7]["why"]
+
+
+def test_no_fix_needs_a_clear_gap_and_a_clear_lack_of_improvement(tmp_path):
+    """Hard negatives: +0.04 on 300 images (its interval reaches 0.05): inconclusive; degraded data as
+    good as ideal (no gap): inconclusive; both clear: reproduced (the default levels)."""
+    f = verdicts(tmp_path, levels=dict(LEVEL, density_1_hardneg=0.69), n=300)
+    assert f[6]["verdict"] == "inconclusive" and "an improvement interval reaches 0.05" in f[6]["why"]
+    f = verdicts(tmp_path / "b", levels=dict(LEVEL, density_1=0.95, density_1_hardneg=0.95))
+    assert f[6]["verdict"] == "inconclusive" and "gap to ideal data is not clearly >= 0.05" in f[6]["why"]
+    assert verdicts(tmp_path / "c")[6]["verdict"] == "reproduced"
 
 
 def test_same_metrics_same_bytes_and_missing_runs(tmp_path):
@@ -107,9 +176,10 @@ def test_same_metrics_same_bytes_and_missing_runs(tmp_path):
 
 def test_without_comparisons_inconclusive(tmp_path):
     from bindlab.report import report_stage
-    params, paths, _ = setup(tmp_path, levels={"ideal": 0.5, "natural": 0.3})
+    params, paths, _ = setup(tmp_path, levels={"ideal": 0.7, "natural": 0.6})
     f = by_number(report_stage(params, paths))
     assert f[1]["verdict"] == "inconclusive" and "no two evaluated variants" in f[1]["why"]
+    assert "differ only in density" in f[1]["resolve"]
     assert f[5]["verdict"] == "inconclusive"
     assert f[7]["verdict"] == "inconclusive"        # best, but not 'almost perfect'
 
