@@ -15,7 +15,8 @@ import time
 from bindlab.params import Params
 from bindlab.paths import DataPaths
 
-TARGETS = {"ideal": {"i2t_pairwise": (">=", 0.90), "i2t_strict": (">=", 0.80)},
+# issue 9: ideal data reaches these within 8 minutes of training on 2 cores
+TARGETS = {"ideal": {"i2t_pairwise": (">=", 0.93), "i2t_strict": (">=", 0.80)},
            "one_object": {"i2t_strict": ("<=", 0.35)}}
 
 
@@ -195,6 +196,9 @@ def bench_binding(params: Params, paths: DataPaths, n: int | None, curve: bool =
               f"of training: i2t pairwise {r['i2t_pairwise']:.3f}  strict {r['i2t_strict']:.3f} "
               f"(chance {r['chance']['i2t_strict']:.3f})  t2i {r['t2i_pairwise']:.3f}  probe {r['probe']:.3f}  "
               f"R@1 {r['r1_i2t']:.3f}")
+        if variant == "ideal":
+            minutes = r["train_seconds"] / 60
+            print(f"      trained {minutes:.1f} min: {'PASS' if minutes <= 8 else 'FAIL'} (target <= 8 min)")
         for key, rule in TARGETS[variant].items():
             print(f"      {key} {r[key]:.3f}  {_check(r[key], rule)}")
         print("      by swap (i2t pairwise): " + "  ".join(f"{s} {d['i2t_pairwise']:.3f}"
