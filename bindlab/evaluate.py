@@ -18,11 +18,21 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from bindlab import timing
 from bindlab.errors import StageError, require
 from bindlab.figures import figure_png
 from bindlab.io import write_json
 from bindlab.params import Params
 from bindlab.paths import DataPaths
+
+
+HEADLINE = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t")
+
+
+def headline(result: dict, out: Path) -> None:
+    """binding.json: the run's headline numbers, the small file `dvc metrics show` prints (eval.json
+    keeps the full breakdown)."""
+    write_json(out / "binding.json", {k: result[k] for k in HEADLINE})
 
 
 # --- the metrics, from scores ------------------------------------------------------------------
@@ -37,7 +47,7 @@ def _item_metrics(items: pl.DataFrame, s_true, s_neg, s_cf) -> dict:
         return {"n_items": 0, "n_images": 0}
     idx = items["row"].to_numpy()
     beat = s_true[idx] > s_neg[idx]
-    per_image = pl.DataFrame({"scene_id": items["scene_id"], "beat": beat}).group_by("scene_id").agg(
+    per_image = pl.DataFrame({"scene_id": items["scene_id"], "beat": beat}).group_by("scene_id", maintain_order=True).agg(
         pl.col("beat").all().alias("all"), pl.len().alias("m"))
     return {"i2t_pairwise": float(_wins(s_true[idx], s_neg[idx]).mean()),
             "t2i_pairwise": float(_wins(s_true[idx], s_cf[idx]).mean()),
@@ -231,11 +241,14 @@ def evaluate_stage(params: Params, paths: DataPaths, variant: str | None = None,
     run = ck.get("run", {})
     result = {"variant": run.get("variant", variant), "seed": run.get("seed", seed if variant else None),
               "steps": ck.get("step"), "batch_size": run.get("batch_size"),
-              "train_seconds": ck.get("train_seconds"), "hard_negatives": run.get("hard_negatives"),
+              "hard_negatives": run.get("hard_negatives"),
               "model": model_name or run.get("model"), "checkpoint": str(checkpoint) if checkpoint else None,
-              "eval_seconds": round(seconds, 2),
-              "eval_images_per_s": round(scores["n_images_encoded"] / seconds, 1)} | metrics
+              } | metrics
     write_json(out / "eval.json", result)
+    headline(result, out)
+    # wall-clock figures: the run's timing record, not eval.json (same params -> same eval.json bytes)
+    timing.update(paths.timing(out), "eval", {"seconds": round(seconds, 2),
+                                              "images_per_s": round(scores["n_images_encoded"] / seconds, 1)})
     if plots:
         write_plots(result, out)
     return result

@@ -97,14 +97,16 @@ def _artifacts(params_file: str, data: str, variants: list[str], seeds: list[int
     from bindlab.params import load_params
     from bindlab.paths import DataPaths
     params, paths = load_params(params_file), DataPaths(data)
-    keys = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "r5_i2t", "train_seconds")
+    from bindlab import timing
+    keys = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "r5_i2t")
     for v in variants:
         rows = []
         for seed in seeds:
             f = paths.metrics(v, seed) / "eval.json"
             if f.exists():
                 r = json.loads(f.read_text())
-                rows.append({"seed": seed, **{k: r.get(k) for k in keys}})
+                rows.append({"seed": seed, **{k: r.get(k) for k in keys},
+                             "train_seconds": timing.train_seconds(paths.timing(f.parent))})
         if rows:
             create_table_artifact(key=f"metrics-{v.replace('_', '-')}", table=rows,
                                   description=f"binding metrics of {v} (study.metric {params.study.metric})")
