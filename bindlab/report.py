@@ -6,7 +6,7 @@ property is one line of the plot), so the report needs no list of variant names 
 the right comparison by its declaration. The verdict is computed from the numbers (`study.metric`,
 mean over seeds): an effect counts when it exceeds max(`study.min_effect`, 2 x the largest seed spread
 in the comparison). Inputs: `data/metrics/VARIANT/seedS/eval.json` (the metrics contract) and params.
-Outputs: `data/report/index.html`, `summary.md`, `findings.json` (DVC metrics). No timestamps, so the
+Outputs: `data/report/index.html`, `summary.md`, `findings.json`. No timestamps, so the
 same metrics give the same bytes.
 """
 from __future__ import annotations
@@ -380,7 +380,7 @@ def report_stage(params: Params, paths: DataPaths, readme: str | Path | None = N
         tmp.write_text(summary)
     findings = {k: v for k, v in result.items() if k != "_runs"}
     write_json(out / "details.json", findings)
-    # findings.json: the DVC metrics (flat, so `dvc metrics show/diff` can print them)
+    # findings.json: finding -> effect and verdict (flat, for `dvc diff`-style tools and scripts)
     write_json(out / "findings.json", {
         f"{f['number']}_{f['title'].lower().replace(' ', '_')}": {"effect": f["effect"], "verdict": f["verdict"]}
         for f in result["findings"]})
