@@ -3,7 +3,8 @@
 `bindlab audit --variant V` writes `data/audit/V/index.html`; `bindlab audit --overview` writes
 `data/audit/index.html` across all variants. Each page is one self-contained file (plots and images
 embedded as PNG data URIs, no scripts, no network), so it opens from disk anywhere. The only links
-out are to the GX Data Docs beside it in `data/validation/`, by relative path.
+out are to the GX Data Docs in the validation's run record `data/runs/validation/`, by relative path
+(present where validation ran; outputs restored from a DVC cache come without them).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from bindlab.figures import figure_png, png_uri
-from bindlab.io import atomic_path
+from bindlab.io import atomic_path, write_json
 from bindlab.params import Params, Variant
 from bindlab.paths import DataPaths
 
@@ -224,13 +225,15 @@ def audit_variant(params: Params, paths: DataPaths, variant: str) -> Path:
         f'<td>{html.escape(r["table"])}.{html.escape(r["column"])}</td><td>{html.escape(r["expectation"])}</td>'
         f'<td>{html.escape(r["expected"])}</td><td>{html.escape(r["observed"])}</td><td>{html.escape(r["why"])}</td></tr>'
         for r in failed + [r for r in generic if r["success"]])
-    docs = Path("..") / ".." / "validation" / variant / "docs" / "index.html"
+    # the Data Docs are in the validation's run record; their page paths come from results.json, so the
+    # page is the same whether or not this clone holds the docs (outputs restored from a DVC cache).
+    docs = Path("..") / ".." / paths.record(paths.validation(variant)).relative_to(paths.root) / "docs"
     # GX's index page fills its lists with scripts from a CDN (empty offline); its per-table result pages are
     # static HTML, so link those directly too.
-    result_pages = sorted((paths.validation(variant) / "docs" / "validations").rglob("*.html"))
     table_links = "".join(
-        f' (<a href="{(Path("..") / ".." / f.relative_to(paths.root)).as_posix()}">'
-        f'{html.escape(f.stem.rsplit("-", 1)[-1])}</a>)' for f in result_pages)
+        f' (<a href="{(docs / page).as_posix()}">{html.escape(table)}</a>)'
+        for table, page in sorted(((results or {}).get("docs") or {}).items()))
+    docs = docs / "index.html"
     out = paths.audit(variant) / "index.html"
     body = f"""
 <h1>Variant <code>{html.escape(variant)}</code></h1>
@@ -254,6 +257,7 @@ where the variant has them.</p>
 {gen_rows}</table></details>
 """
     _write(out, _page(f"bindlab audit: {variant}", body))
+    write_json(paths.audit(variant) / "properties.json", property_metrics(params, v, summary))
     print(f"audit of {variant!r}: {'not validated' if results is None else 'PASS' if results['success'] else 'FAIL'}"
           f" -> {out}")
     return out
@@ -273,6 +277,16 @@ def _expected_top(v: Variant, summary: dict) -> float | None:
     return None if c is None else v.saliency_bias + (1 - v.saliency_bias) * c
 
 
+def property_metrics(params: Params, v: Variant, summary: dict) -> dict:
+    """Declared (or implied by the declaration) vs measured, per caption property: the numbers of the
+    overview's bar chart, and the variant's DVC metrics (`data/audit/V/properties.json`)."""
+    m = summary["means"]
+    return {"density": {"declared": v.density, "measured": m["attrs_per_mentioned_object"]},
+            "completeness": {"declared": expected_completeness(params, v), "measured": m["completeness"]},
+            "top_mentioned": {"declared": _expected_top(v, summary), "measured": m["top_mentioned"]},
+            "hard_negatives": {"declared": v.hard_negatives, "measured": m["hard_negatives"]}}
+
+
 def audit_overview(params: Params, paths: DataPaths) -> Path:
     """One page across all variants (and the scene sets and the benchmark): declared vs measured, pass/fail."""
     from bindlab.contracts import results_of, summary_of
@@ -289,8 +303,8 @@ def audit_overview(params: Params, paths: DataPaths) -> Path:
                      else f"completeness {v.completeness:g}") + f" (expected {expected_completeness(params, v):.3f})"
         measured_mentioned = (f"{_fmt(m.get('completeness'))} ({_fmt(m.get('objects_mentioned'), 2)} of "
                               f"{_fmt(m.get('objects_in_image'), 2)})" if summary else "-")
-        docs = paths.validation(name) / "docs" / "index.html"
-        docs_link = f'<a href="../validation/{html.escape(name)}/docs/index.html">docs</a>' if docs.exists() else "-"
+        docs = paths.record(paths.validation(name)).relative_to(paths.root) / "docs" / "index.html"
+        docs_link = f'<a href="../{html.escape(docs.as_posix())}">docs</a>' if results else "-"
         rows.append(
             f"<tr><td>{link}</td><td>{html.escape(v.scenes)}</td>"
             f"<td>{v.density:g}</td><td>{_fmt(m.get('attrs_per_mentioned_object'))}</td>"
@@ -301,18 +315,18 @@ def audit_overview(params: Params, paths: DataPaths) -> Path:
             f"<td>{_verdict(results)}</td>"
             f"<td>{docs_link}</td></tr>")
         if summary:
-            plot_rows.append({"variant": name, "density_declared": v.density,
-                              "density_measured": m["attrs_per_mentioned_object"],
-                              "completeness_declared": expected_completeness(params, v),
-                              "completeness_measured": m["completeness"],
-                              "top_declared": _expected_top(v, summary), "top_measured": m["top_mentioned"]})
+            props = property_metrics(params, v, summary)
+            plot_rows.append({"variant": name} | {f"{k}_{side}": props[key][side]
+                                                  for k, key in (("density", "density"), ("completeness", "completeness"),
+                                                                 ("top", "top_mentioned"))
+                                                  for side in ("declared", "measured")})
     others = []
     for label, folder, cmd in [*((f"scene set {s}", paths.validation("scenes") / s, f"--scenes {s}")
                                  for s in params.scene_sets),
                                ("benchmark", paths.validation("benchmark"), "--benchmark")]:
         res = results_of(folder, f"bindlab validate {cmd}")
-        docs = folder.relative_to(paths.root) / "docs" / "index.html"
-        link = f'<a href="../{docs.as_posix()}">docs</a>' if (paths.root / docs).exists() else "-"
+        docs = paths.record(folder).relative_to(paths.root) / "docs" / "index.html"
+        link = f'<a href="../{docs.as_posix()}">docs</a>' if res else "-"
         others.append(f"<tr><td>{label}</td><td>{_verdict(res)}</td><td>{link}</td></tr>")
     plot = (f'<img src="{png_uri(overview_plot(plot_rows))}" alt="declared vs measured" style="width:100%">'
             if plot_rows else "<p>No variant has statistics yet: run <code>bindlab stats</code>.</p>")

@@ -175,6 +175,7 @@ def _trained_counts(params: Params, variant: str) -> set[int]:
 def bench_binding(params: Params, paths: DataPaths, n: int | None, curve: bool = True) -> None:
     """Reads data/metrics/V/seedS/eval.json of ideal and one_object; evaluates their weight snapshots
     for the accuracy-vs-training curve (not written anywhere)."""
+    from bindlab import timing
     from bindlab.errors import StageError
     from bindlab.evaluate import bindlab_encoder, binding_metrics, load_benchmark, score_benchmark
     from bindlab.train import training_params
@@ -192,6 +193,7 @@ def bench_binding(params: Params, paths: DataPaths, n: int | None, curve: bool =
             print(f"  {variant}: not run ({f} is missing)")
             continue
         r = json.loads(f.read_text())
+        r["train_seconds"] = timing.train_seconds(paths.timing(f.parent)) or float("nan")  # nan: not recorded
         print(f"  {variant}: {r['steps']} steps x batch {r['batch_size']} in {r['train_seconds'] / 60:.1f} min "
               f"of training: i2t pairwise {r['i2t_pairwise']:.3f}  strict {r['i2t_strict']:.3f} "
               f"(chance {r['chance']['i2t_strict']:.3f})  t2i {r['t2i_pairwise']:.3f}  probe {r['probe']:.3f}  "
@@ -222,7 +224,9 @@ def bench_binding(params: Params, paths: DataPaths, n: int | None, curve: bool =
                 s = score_benchmark(enc, bench)
                 m = binding_metrics(bench["items"], bench["probes"], s["s_true"], s["s_neg"], s["s_cf"],
                                     s["p_true"], s["p_false"], s["sim"])
-                print(f"      {ck['step']:>6} {ck['train_seconds'] / 60:>8.1f} {m['i2t_pairwise']:>9.3f} "
+                minutes = (timing.train_seconds(paths.timing(paths.metrics(variant, seed)), ck["step"])
+                           or float("nan")) / 60
+                print(f"      {ck['step']:>6} {minutes:>8.1f} {m['i2t_pairwise']:>9.3f} "
                       f"{m['i2t_strict']:>7.3f} {m['t2i_pairwise']:>6.3f} {m['probe']:>6.3f}")
 
 

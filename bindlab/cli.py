@@ -92,7 +92,7 @@ def _evaluate(args) -> None:
                        model_name=args.model, out=args.out, threads=args.threads)
     print(f"evaluate {r['variant'] or r['model']}: i2t pairwise {r['i2t_pairwise']:.3f}  strict "
           f"{r['i2t_strict']:.3f} (chance {r['chance']['i2t_strict']:.3f})  t2i {r['t2i_pairwise']:.3f}  "
-          f"probe {r['probe']:.3f}  R@1 i2t {r['r1_i2t']:.3f}  ({r['eval_images_per_s']:.0f} images/s)")
+          f"probe {r['probe']:.3f}  R@1 i2t {r['r1_i2t']:.3f}")
 
 
 # --- the study (issue 5) -------------------------------------------------------------------------

@@ -64,10 +64,10 @@ VERDICT = {"target": str, "expectations": int}  # passed.json
 RESULTS = {"target": str, "success": bool, "evaluated": int, "failed": int, "expectations": list}
 RESULT_ROW = {"table": str, "column": str, "expectation": str, "expected": str, "observed": str,
               "success": bool, "why": str}
-EVAL = {"variant": str, "seed": int, "chance": dict, "train_seconds": (NUM, type(None))}
+EVAL = {"variant": str, "seed": int, "chance": dict}
 EVAL_INTERVALS = {"ci": dict, "bootstrap": dict}   # bindlab/intervals.py: key -> [low, high], and how
 PER_IMAGE = {"scene_id": I64}   # + `KEY:num`, `KEY:den` (f64) per metric key (bindlab/evaluate.py ledger)
-CHECKPOINT = {"model": dict, "model_spec": dict, "run": dict, "step": int, "train_seconds": NUM}
+CHECKPOINT = {"model": dict, "model_spec": dict, "run": dict, "step": int}
 RESUME = {"optimizer": dict, "scheduler": dict, "log": list}  # what `train` needs beyond a weights file
 
 

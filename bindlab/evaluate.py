@@ -19,11 +19,22 @@ import numpy as np
 import polars as pl
 
 from bindlab.contracts import read_benchmark
+from bindlab import timing
 from bindlab.errors import StageError, require
 from bindlab.figures import figure_png
 from bindlab.io import write_json, write_parquet
 from bindlab.params import Params
 from bindlab.paths import DataPaths
+
+
+HEADLINE = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t")
+
+
+def headline(result: dict, out: Path) -> None:
+    """binding.json: the run's headline numbers with their 95% intervals, the small file `dvc metrics
+    show` prints (eval.json keeps the full breakdown)."""
+    write_json(out / "binding.json", {k: {"value": result[k], "low": result["ci"][k][0], "high": result["ci"][k][1]}
+                                      for k in HEADLINE})
 
 
 # --- the metrics, from scores ------------------------------------------------------------------
@@ -373,12 +384,15 @@ def evaluate_stage(params: Params, paths: DataPaths, variant: str | None = None,
         metrics["chance_measured"] = untrained_chance(enc, ck["model_spec"], run.get("seed", seed), bench)
     result = {"variant": run.get("variant", variant), "seed": run.get("seed", seed if variant else None),
               "steps": ck.get("step"), "batch_size": run.get("batch_size"),
-              "train_seconds": ck.get("train_seconds"), "hard_negatives": run.get("hard_negatives"),
+              "hard_negatives": run.get("hard_negatives"),
               "model": model_name or run.get("model"), "checkpoint": str(checkpoint) if checkpoint else None,
-              "eval_seconds": round(seconds, 2),
-              "eval_images_per_s": round(scores["n_images_encoded"] / seconds, 1)} | metrics
+              } | metrics
     write_parquet(ledger_table(ids, ledger), out / "per_image.parquet")
     write_json(out / "eval.json", result)
+    headline(result, out)
+    # wall-clock figures: the run's timing record, not eval.json (same params -> same eval.json bytes)
+    timing.update(paths.timing(out), "eval", {"seconds": round(seconds, 2),
+                                              "images_per_s": round(scores["n_images_encoded"] / seconds, 1)})
     if plots:
         write_plots(result, out)
     return result

@@ -47,3 +47,17 @@ class DataPaths:
     @property
     def report(self) -> Path:
         return self.root / "report"
+
+    # run records: what differs between two runs of the same inputs (wall-clock times, GX Data Docs).
+    # Not declared in dvc.yaml, so never hashed; nothing downstream depends on them.
+    def record(self, out: str | Path) -> Path:
+        """The run-record folder of a stage output folder: `data/X/...` -> `data/runs/X/...`."""
+        out = Path(out)
+        try:
+            return self.root / "runs" / out.relative_to(self.root)
+        except ValueError:  # an output outside the data root keeps its records beside it
+            return out / "runs"
+
+    def timing(self, out: str | Path) -> Path:
+        """Wall-clock figures of the run whose outputs are in `out` (e.g. `metrics(V, S)`)."""
+        return self.record(out) / "timing.json"

@@ -5,7 +5,9 @@ negatives), AdamW with weight decay on matrices only, linear warmup then cosine,
 bf16 autocast on GPU. The batch of step s is a pure function of (seed, s) -- a fresh permutation per
 epoch -- so a run resumed from its last checkpoint ends with exactly the weights of an uninterrupted
 one. Writes `data/models/VARIANT/seedS/last.pt` (+ a weights snapshot per checkpoint, for accuracy
--vs-steps curves) and `data/metrics/VARIANT/seedS/train.tsv`.
+-vs-steps curves) and `data/metrics/VARIANT/seedS/train.tsv`; both hold only what the seed determines
+(same params, threads and machine -> same bytes). Wall-clock figures go to the run's timing record
+(bindlab/timing.py), which DVC does not hash.
 """
 from __future__ import annotations
 
@@ -16,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from bindlab import timing
 from bindlab.errors import StageError, require
 from bindlab.io import atomic_path
 from bindlab.params import Params, ParamsError, Variant
 from bindlab.paths import DataPaths
 
-TSV_COLUMNS = ["step", "loss", "lr", "samples_per_s", "data_wait_frac", "logit_scale", "elapsed_s"]
+TSV_COLUMNS = ["step", "loss", "lr", "logit_scale"]  # wall-clock columns: timing.LOG_COLUMNS
 
 
 def training_params(params: Params):
@@ -128,8 +131,8 @@ def _optimizer(model, tp):
 
 def _save(path: Path, obj) -> None:
     import torch
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)  # to a file object: the zip's folder is "archive", not the temp file's random name
 
 
 def _write_tsv(path: Path, rows: list[list[float]]) -> None:
@@ -242,6 +245,7 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
            "hard_negatives": v.hard_negatives, "train": tp.model_dump(), "model": params.model.name}
     model_dir, metrics_dir = paths.model(variant, seed), paths.metrics(variant, seed)
     last = model_dir / "last.pt"
+    timing_file = paths.timing(metrics_dir)
 
     torch.manual_seed(seed)
     model = build_model(spec).to(device)
@@ -249,7 +253,7 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, tp.warmup, v.steps, tp.min_lr_ratio))
     loss_fn = make_loss()
-    step, rows, train_seconds = 0, [], 0.0
+    step, rows, train_seconds, times, marks = 0, [], 0.0, [], {}
     if last.exists() and not fresh:
         ck = read_checkpoint(last, f"bindlab train --variant {variant} --seed {seed} --fresh", device, resume=True)
         if ck["run"] != run:
@@ -259,15 +263,20 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         torch.set_rng_state(ck["rng_torch"])
-        step, rows, train_seconds = ck["step"], ck["log"], ck["train_seconds"]
+        step, rows = ck["step"], ck["log"]
+        before = timing.read(timing_file).get("train", {})  # absent when restored from a DVC cache
+        marks = {k: s for k, s in before.get("checkpoints", {}).items() if int(k) <= step}
+        times = [r for r in before.get("log", []) if r[0] <= step]
+        train_seconds = marks.get(str(step), 0.0)
 
     def checkpoint() -> None:
-        state = {"model": model.state_dict(), "model_spec": spec, "run": run, "step": step,
-                 "train_seconds": train_seconds}
+        state = {"model": model.state_dict(), "model_spec": spec, "run": run, "step": step}
         _save(model_dir / f"weights_step{step:06d}.pt", state)  # small; for accuracy-vs-steps curves
         _save(last, state | {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                              "rng_torch": torch.get_rng_state(), "log": rows})
         _write_tsv(metrics_dir / "train.tsv", rows)
+        marks[str(step)] = round(train_seconds, 3)
+        timing.update(timing_file, "train", {"seconds": marks[str(step)], "log": times, "checkpoints": marks})
 
     if step >= v.steps:
         print(f"train {variant} seed {seed}: already complete at step {step} ({last})")
@@ -297,8 +306,9 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
         acc_wait += t1 - t0
         if step % tp.log_every == 0 or step == v.steps:
             dt = t2 - t_log
-            rows.append([step, acc_loss / acc_n, sched.get_last_lr()[0], acc_n * v.batch_size / dt,
-                         acc_wait / dt, model.logit_scale.exp().item(), train_seconds])
+            rows.append([step, acc_loss / acc_n, sched.get_last_lr()[0], model.logit_scale.exp().item()])
+            times.append([step, round(acc_n * v.batch_size / dt, 1), round(acc_wait / dt, 4),
+                          round(train_seconds, 3)])
             bar.set_postfix(loss=f"{acc_loss / acc_n:.3f}", sps=f"{acc_n * v.batch_size / dt:.0f}")
             acc_loss, acc_n, acc_wait, t_log = 0.0, 0, 0.0, time.perf_counter()
         bar.update(1)

@@ -10,10 +10,12 @@ The same is done for the scene tables and the benchmark.
 
 GX validates pandas frames of statistics computed with polars (bindlab/stats.py); it is imported
 inside `run_suites` only (about 3.5 s). Each target writes, under `data/validation/TARGET/`:
-`results.json` (every expectation: table, column, expected, observed, pass), `gx_results.json`
-(GX's validation results), `docs/index.html` (GX Data Docs) and, only when everything passed,
-`passed.json`, the marker training requires (`require_passed`). The folder is built aside and
-moved into place, so a stale marker never survives a failed run.
+`results.json` (every expectation: table, column, expected, observed, pass; the Data Docs page of
+each table) and, only when everything passed, `passed.json`, the marker training requires
+(`require_passed`). The folder is built aside and moved into place, so a stale marker never survives
+a failed run. GX's own output carries run times, so it goes to the run record
+`data/runs/validation/TARGET/` (`DataPaths.record`, not hashed by DVC): `gx_results.json` and
+`docs/` (Data Docs). GX runs under a fixed run id, so the page paths are the same on every run.
 """
 from __future__ import annotations
 
@@ -343,11 +345,17 @@ def _observed(result: dict) -> str:
     return "-"
 
 
-def run_suites(suite: Suite, docs: Path) -> tuple[list[dict], dict]:
-    """Run every table's checks with GX; Data Docs under `docs`. -> (rows for results.json, GX results)."""
+GX_RUN_TIME = "2000-01-01T00:00:00+00:00"  # a fixed run time: GX puts it in the Data Docs page paths
+
+
+def run_suites(suite: Suite, docs: Path) -> tuple[list[dict], dict, dict]:
+    """Run every table's checks with GX; Data Docs under `docs`.
+    -> (rows for results.json, GX results, table -> its Data Docs page relative to `docs`)."""
+    import datetime
     import logging
 
     import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.expectations.row_conditions import Column
 
@@ -376,13 +384,17 @@ def run_suites(suite: Suite, docs: Path) -> tuple[list[dict], dict]:
         definitions.append(ctx.validation_definitions.add(
             gx.ValidationDefinition(name=f"{suite.name}.{table}", data=batch, suite=gx_suite)))
         frames[table] = frame.to_pandas()  # GX runs on pandas; polars stops at this boundary
-    rows, raw = [], {}
+    rows, raw, pages = [], {}, {}
+    run_id = RunIdentifier(run_name=suite.name, run_time=datetime.datetime.fromisoformat(GX_RUN_TIME))
     for vd in definitions:
         table = vd.name.split(".", 1)[1]
         cp = ctx.checkpoints.add(gx.Checkpoint(
             name=vd.name, validation_definitions=[vd], result_format={"result_format": "SUMMARY"},
             actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["local"])]))
-        result = cp.run(batch_parameters={"dataframe": frames[table]})
+        result = cp.run(batch_parameters={"dataframe": frames[table]}, run_id=run_id)
+        new = sorted(set((Path(docs) / "validations").rglob("*.html")) - set(pages.values()))
+        if new:
+            pages[table] = new[0]
         for vr in result.run_results.values():
             raw[table] = vr.to_json_dict()
             for r in vr.results:
@@ -400,32 +412,46 @@ def run_suites(suite: Suite, docs: Path) -> tuple[list[dict], dict]:
                     if (r.exception_info or {}).get("raised_exception") else _observed(r.result),
                     "success": bool(r.success), "why": cfg.notes or "",
                 }))
-    return rows, _jsonable(raw)
+    return rows, _jsonable(raw), {t: p.relative_to(docs).as_posix() for t, p in pages.items()}
 
 
 # --- stages -------------------------------------------------------------------------------------------
 
-def _write_results(suite: Suite, out: Path) -> dict:
-    """Run the suite; build the result folder aside and move it over `out`. -> results."""
-    with atomic_dir(out) as tmp:
-        rows, raw = run_suites(suite, tmp / "docs")
+def md5(path: Path) -> str:
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "md5").hexdigest()
+
+
+def _write_results(suite: Suite, out: Path, record: Path, validated: dict | None = None) -> dict:
+    """Run the suite; build the result folder aside and move it over `out`; GX's run-dependent output
+    (results with run times, Data Docs) likewise to `record`. -> results."""
+    with atomic_dir(out) as tmp, atomic_dir(record) as gx_tmp:
+        rows, raw, pages = run_suites(suite, gx_tmp / "docs")
         failed = [r for r in rows if not r["success"]]
         results = {"target": suite.name, "success": not failed, "evaluated": len(rows), "failed": len(failed),
-                   "expectations": rows}
+                   "docs": pages, "expectations": rows}
         write_json(tmp / "results.json", results)
-        (tmp / "gx_results.json").write_text(json.dumps(raw, indent=1, sort_keys=True, default=str) + "\n")
+        (gx_tmp / "gx_results.json").write_text(json.dumps(raw, indent=1, sort_keys=True, default=str) + "\n")
         if not failed:
-            write_json(tmp / "passed.json", {"target": suite.name, "expectations": len(rows)})
+            write_json(tmp / "passed.json", {"target": suite.name, "expectations": len(rows)}
+                       | ({"validated": validated} if validated else {}))
     return results
 
 
-def _report(results: dict, out: Path) -> None:
+def _run(suite: Suite, paths: DataPaths, out: Path, validated: dict | None = None) -> dict:
+    results = _write_results(suite, out, paths.record(out), validated)
+    _report(results, out, paths.record(out))
+    return results
+
+
+def _report(results: dict, out: Path, record: Path) -> None:
     """Print the verdict; raise (exit status 2) with every failed expectation when any failed."""
     if results["success"]:
         print(f"validation of {results['target']}: all {results['evaluated']} expectations passed -> {out}")
         return
     lines = [f"validation of {results['target']} FAILED: {results['failed']} of {results['evaluated']} "
-             f"expectations (details {out / 'results.json'}, Data Docs {out / 'docs' / 'index.html'})"]
+             f"expectations (details {out / 'results.json'}, Data Docs {record / 'docs' / 'index.html'})"]
     for r in results["expectations"]:
         if not r["success"]:
             lines.append(f"  {r['table']}.{r['column']}: {r['expectation']} expected {r['expected']}, "
@@ -447,10 +473,10 @@ def validate_variant(params: Params, paths: DataPaths, variant: str) -> dict:
     cstats = caption_stats(params, captions, scenes, mentions)
     suite = caption_suite(params, v, f"variant_{variant}", cstats, mentions,
                           n_scenes=scenes["scene_id"].n_unique(), n_images=n_images)
-    out = paths.validation(variant)
-    results = _write_results(suite, out)
-    _report(results, out)
-    return results
+    # the verdict names the bytes it passed: training depends on passed.json alone, and reruns exactly
+    # when the captions or the images it would read have changed
+    validated = {f.relative_to(paths.root).as_posix(): md5(f) for f in (paths.captions(variant), paths.images(v.scenes))}
+    return _run(suite, paths, paths.validation(variant), validated)
 
 
 def validate_scenes(params: Params, paths: DataPaths, scene_set: str) -> dict:
@@ -462,18 +488,12 @@ def validate_scenes(params: Params, paths: DataPaths, scene_set: str) -> dict:
     scenes = scenes_of(params, paths, scene_set)
     n_images = len(images_of(params, paths, scene_set))
     suite = scene_suite(params, f"scenes_{scene_set}", scenes, spec.objects, spec.n, n_images, training=True)
-    out = paths.validation("scenes") / scene_set
-    results = _write_results(suite, out)
-    _report(results, out)
-    return results
+    return _run(suite, paths, paths.validation("scenes") / scene_set)
 
 
 def validate_benchmark(params: Params, paths: DataPaths) -> dict:
     suite = benchmark_suite(params, paths)
-    out = paths.validation("benchmark")
-    results = _write_results(suite, out)
-    _report(results, out)
-    return results
+    return _run(suite, paths, paths.validation("benchmark"))
 
 
 def require_passed(paths: DataPaths, variant: str) -> Path:

@@ -1,15 +1,18 @@
 """The study as Prefect flows: `study` (all or selected variants, fanned out across a task runner) and
-`variant` (one variant). They submit the tasks of tasks/stages.py (the bindlab stage functions the
-DVC stages run) in the DAG of dvc.yaml, and keep DVC consistent (tasks/dvc.py): stages that
-`dvc status` reports up to date are skipped (unless something upstream of them runs), and every stage
-that ran is recorded with `dvc commit` at the end, even when another stage failed.
+`variant` (one variant). The task graph is DVC's: one Prefect task per stage of dvc.yaml as DVC expands
+it (named by the stage, e.g. `train@ideal-0`), running that stage's own `cmd`, after the stages it
+depends on (tasks/dvc.py). A stage added to dvc.yaml is run with no edit here.
 
-Task runners: `processes` (default; CPU-bound stages in worker processes), `threads`, or `dask`
-(prefect-dask: a LocalCluster with `workers` processes, or an existing cluster at `dask_address`).
+DVC stays consistent: stages that `dvc status` reports up to date are skipped (unless something
+upstream of them runs), and every stage that finished is recorded with `dvc commit` at the end, even
+when another stage failed. Runs use the project's params.yaml and data/ (the flow runs in the project
+folder, the current directory); for tests, make a tiny DVC project (tests/tiny_pipeline.py).
+
+Task runners: `processes` (default), `threads`, or `dask` (prefect-dask: a LocalCluster with `workers`
+processes, or an existing cluster at `dask_address`). Each task runs its stage as a subprocess.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -17,9 +20,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from tasks import dvc as dvc_sync
-from tasks import stages
 
 Runner = Literal["processes", "threads", "dask"]
+RETRY = {"render": 1, "benchmark": 1, "train": 1, "evaluate": 1}  # dvc.yaml stage -> retries (transient failures)
 
 
 def make_runner(runner: Runner, workers: int, dask_address: str | None = None):
@@ -37,77 +40,71 @@ def make_runner(runner: Runner, workers: int, dask_address: str | None = None):
     return ProcessPoolTaskRunner(max_workers=workers)
 
 
-class _Plan:
-    """Submits a stage when it is stale or something upstream of it was submitted; else skips it."""
+def select(stages: dict[str, dvc_sync.Stage], variants: set[str], chosen: set[str],
+           seeds: set[int]) -> list[str]:
+    """The stages a run of the `chosen` variants needs, in DVC's order: the stages of those variants
+    (and seeds), what they depend on, the stages sharing a key with those (e.g. `validate_scenes@SET`
+    beside `render@SET`), and every plain stage (the benchmark, the cross-variant pages, the report).
+    Stages of other variants are left out."""
+    def of_variant(s: dvc_sync.Stage) -> str | None:
+        if s.key in variants:
+            return s.key
+        v, _, seed = (s.key or "").rpartition("-")
+        return v if v in variants and seed.isdigit() else None
 
-    def __init__(self, stale: set[str] | None):
-        self.stale = stale
-        self.futures: dict[str, object] = {}
+    def wanted(s: dvc_sync.Stage) -> bool:
+        v = of_variant(s)
+        return v in chosen and (s.key == v or int(s.key.rpartition("-")[2]) in seeds)
 
-    def submit(self, name: str, task, *args, after: list[str] = (), **kwargs) -> None:
-        upstream = [self.futures[a] for a in after if a in self.futures]
-        if self.stale is not None and name not in self.stale and not upstream:
-            return
-        self.futures[name] = task.submit(*args, wait_for=upstream, **kwargs)
+    picked = {n for n, s in stages.items() if wanted(s)}
+    todo = list(picked)
+    while todo:
+        for up in stages[todo.pop()].upstream:
+            if up not in picked and of_variant(stages[up]) is None:
+                picked.add(up)
+                todo.append(up)
+    keys = {stages[n].key for n in picked}
+    return [n for n, s in stages.items()
+            if n in picked or (of_variant(s) is None and (s.key is None or s.key in keys))]
 
 
 @flow(name="study-fanout")
-def _fanout(params_file: str, data: str, variants: list[str], seeds: list[int],
-            stale: list[str] | None, threads: int | None) -> dict[str, str]:
-    """The DAG of dvc.yaml for the chosen variants; returns {stage: final state name}.
-
-    Rendering runs in-process (1 worker): forking a render pool from a process that runs Prefect's
-    (and Dask's) threads can deadlock on a lock held at fork time; rendering is seconds either way."""
-    from bindlab.params import load_params
-    params = load_params(params_file)
-    plan = _Plan(None if stale is None else set(stale))
-    sets = sorted({params.variant(v).scenes for v in variants})
-    a = (params_file, data)
-    for s in sets:
-        plan.submit(f"sample@{s}", stages.sample, *a, s)
-        plan.submit(f"render@{s}", stages.render, *a, s, 1, after=[f"sample@{s}"])
-        plan.submit(f"validate_scenes@{s}", stages.validate_scenes, *a, s, after=[f"render@{s}"])
-    plan.submit("benchmark", stages.benchmark, *a, 1)
-    plan.submit("validate_benchmark", stages.validate_benchmark, *a, after=["benchmark"])
-    for v in variants:
-        s = params.variant(v).scenes
-        plan.submit(f"captions@{v}", stages.captions, *a, v, after=[f"sample@{s}"])
-        plan.submit(f"stats@{v}", stages.stats, *a, v, after=[f"captions@{v}", f"sample@{s}"])
-        plan.submit(f"validate@{v}", stages.validate, *a, v, after=[f"captions@{v}", f"render@{s}"])
-        plan.submit(f"audit@{v}", stages.audit, *a, v, after=[f"stats@{v}", f"validate@{v}"])
-        for seed in seeds:
-            plan.submit(f"train@{v}-{seed}", stages.train, *a, v, seed, threads,
-                        after=[f"captions@{v}", f"validate@{v}"])
-            plan.submit(f"evaluate@{v}-{seed}", stages.evaluate, *a, v, seed, threads,
-                        after=[f"train@{v}-{seed}", "benchmark"])
-    per_variant = [f"{k}@{v}" for v in variants for k in ("stats", "validate")]
-    plan.submit("audit_overview", stages.audit_overview, *a, after=per_variant)
-    plan.submit("report", stages.report, *a,
-                after=[f"evaluate@{v}-{seed}" for v in variants for seed in seeds])
+def _fanout(root: str, stages: dict[str, dvc_sync.Stage], names: list[str], stale: list[str] | None) -> dict[str, str]:
+    """Submit each stage that is stale or has an upstream stage submitted; -> {stage: final state name}."""
+    futures = {}
+    for name in names:
+        s = stages[name]
+        upstream = [futures[u] for u in s.upstream if u in futures]
+        if stale is not None and name not in stale and not upstream:
+            continue
+        retries = RETRY.get(s.group, 0)
+        task = dvc_sync.run_stage.with_options(retries=retries) if retries else dvc_sync.run_stage
+        futures[name] = task.submit(name, s.cmd, root, resume_on_retry=retries > 0, wait_for=upstream)
     states = {}
-    for name, future in plan.futures.items():
+    for name, future in futures.items():
         future.wait()
         states[name] = future.state.name
     return states
 
 
-def _artifacts(params_file: str, data: str, variants: list[str], seeds: list[int]) -> None:
+def _artifacts(root: Path, variants: list[str], seeds: list[int], metric: str) -> None:
     """A metrics table per variant, and links to the report and audit pages."""
     import json
-    from bindlab.params import load_params
+    from bindlab import timing
     from bindlab.paths import DataPaths
-    params, paths = load_params(params_file), DataPaths(data)
-    keys = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "r5_i2t", "train_seconds")
+    paths = DataPaths(root / "data")
+    keys = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "r5_i2t")
     for v in variants:
         rows = []
         for seed in seeds:
             f = paths.metrics(v, seed) / "eval.json"
             if f.exists():
                 r = json.loads(f.read_text())
-                rows.append({"seed": seed, **{k: r.get(k) for k in keys}})
+                rows.append({"seed": seed, **{k: r.get(k) for k in keys},
+                             "train_seconds": timing.train_seconds(paths.timing(f.parent))})
         if rows:
             create_table_artifact(key=f"metrics-{v.replace('_', '-')}", table=rows,
-                                  description=f"binding metrics of {v} (study.metric {params.study.metric})")
+                                  description=f"binding metrics of {v} (study.metric {metric})")
     report = (paths.report / "index.html").resolve()
     lines = ["# bindlab study", ""]
     if report.exists():
@@ -125,40 +122,41 @@ def _artifacts(params_file: str, data: str, variants: list[str], seeds: list[int
 
 @flow(name="study", log_prints=True)
 def study(variants: list[str] | None = None, seeds: list[int] | None = None,
-          params_file: str = "params.yaml", data: str = "data",
           runner: Runner = "processes", workers: int = 2, dask_address: str | None = None,
-          threads: int | None = None, only_stale: bool = True, dvc_commit: bool = True) -> dict[str, str]:
-    """Run the study (all variants, or the ones named) with the bindlab stages.
+          only_stale: bool = True, dvc_commit: bool = True) -> dict[str, str]:
+    """Run the study's DVC stages (all variants, or the ones named) in the project folder.
 
-    variants: names from params.yaml (empty: all). seeds: default study.seeds. runner/workers: how
-    variants fan out (processes, threads, or dask; dask_address = an existing Dask scheduler).
-    threads: torch threads per training run (default: cores / workers). only_stale: skip stages DVC
-    reports up to date. dvc_commit: record the stages that ran in dvc.lock (when the run uses the
-    project's params.yaml and data/)."""
+    variants: names from params.yaml (empty: all). seeds: a subset of study.seeds (default: all).
+    runner/workers: how stages fan out (processes, threads, or dask; dask_address = an existing Dask
+    scheduler). only_stale: skip stages DVC reports up to date. dvc_commit: record the stages that
+    finished in dvc.lock."""
     from bindlab.params import ParamsError, load_params
     log = get_run_logger()
-    params = load_params(params_file)
-    variants = list(variants or params.variants)
-    for v in variants:
+    root = Path.cwd()
+    if not (root / "dvc.yaml").exists():
+        raise ParamsError(f"{root}: no dvc.yaml; run the flow in the project folder")
+    params = load_params(root / "params.yaml")
+    chosen = list(variants or params.variants)
+    for v in chosen:
         params.variant(v)  # an unknown name fails here, before anything runs
     seeds = list(seeds if seeds is not None else params.study.seeds)
-    root = dvc_sync.project_root(params_file, data)
-    if root is not None and not set(seeds) <= set(params.study.seeds):
+    if not set(seeds) <= set(params.study.seeds):
         raise ParamsError(f"seeds {seeds}: dvc.yaml runs study.seeds {params.study.seeds}; set study.seeds "
                           f"in params.yaml (the DVC stages of other seeds do not exist)")
-    stale = sorted(dvc_sync.stale_stages(root)) if (root is not None and only_stale) else None
-    threads = threads or max(1, (os.cpu_count() or 2) // max(1, workers))
-    log.info(f"study: {len(variants)} variants x seeds {seeds}; runner {runner} ({workers} workers); "
-             f"DVC project: {root or 'none (not the project params/data)'}; "
+    stages = dvc_sync.pipeline(root)
+    names = (list(stages) if variants is None and seeds == list(params.study.seeds)
+             else select(stages, set(params.variants), set(chosen), set(seeds)))
+    stale = sorted(dvc_sync.stale_stages(root)) if only_stale else None
+    log.info(f"study: {len(chosen)} variants x seeds {seeds}: {len(names)} of {len(stages)} DVC stages; "
+             f"runner {runner} ({workers} workers); "
              f"{'stale stages: ' + str(len(stale)) if stale is not None else 'running every stage'}")
-    task_runner = make_runner(runner, workers, dask_address)
-    states = _fanout.with_options(task_runner=task_runner)(
-        params_file, data, variants, seeds, stale, threads)
+    states = _fanout.with_options(task_runner=make_runner(runner, workers, dask_address))(
+        str(root), stages, names, stale)
     done = [s for s, st in states.items() if st == "Completed"]
-    if root is not None and dvc_commit:
+    if dvc_commit:
         dvc_sync.commit(root, done)  # also when other stages failed: what finished stays finished
         log.info(f"dvc commit: {len(done)} stages recorded in dvc.lock")
-    _artifacts(params_file, data, variants, seeds)
+    _artifacts(root, chosen, seeds, params.study.metric)
     failed = sorted(s for s, st in states.items() if st != "Completed")
     if failed:
         raise RuntimeError(f"{len(failed)} stages did not complete: {', '.join(failed[:10])}")
@@ -166,12 +164,10 @@ def study(variants: list[str] | None = None, seeds: list[int] | None = None,
 
 
 @flow(name="variant", log_prints=True)
-def variant(variant: str, seeds: list[int] | None = None, params_file: str = "params.yaml",
-            data: str = "data", threads: int | None = None, only_stale: bool = True) -> dict[str, str]:
+def variant(variant: str, seeds: list[int] | None = None, only_stale: bool = True) -> dict[str, str]:
     """One variant: its data stages (and the shared ones it needs), training and evaluation per seed,
     the audit pages and the report."""
-    return study(variants=[variant], seeds=seeds, params_file=params_file, data=data, runner="threads",
-                 workers=1, threads=threads, only_stale=only_stale)
+    return study(variants=[variant], seeds=seeds, runner="threads", workers=1, only_stale=only_stale)
 
 
 if __name__ == "__main__":

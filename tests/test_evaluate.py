@@ -8,9 +8,10 @@ import polars as pl
 import pytest
 import torch
 
+from bindlab import timing
 from bindlab.cli import main
 from bindlab.errors import StageError
-from bindlab.evaluate import binding_metrics, evaluate_stage
+from bindlab.evaluate import HEADLINE, binding_metrics, evaluate_stage
 from bindlab.train import train_stage
 from tiny_clip import build_tiny_data, tiny_raw
 
@@ -100,7 +101,7 @@ def test_evaluate_a_run_writes_metrics_in_range_with_the_right_counts(trained):
     probes = pl.read_parquet(paths.benchmark / "probes.parquet")
     assert r["n_items"] == items.height and r["n_probes"] == probes.height
     assert r["n_images"] == items["scene_id"].n_unique()
-    for key in ("variant", "seed", "steps", "batch_size", "train_seconds", "i2t_pairwise", "i2t_strict",
+    for key in ("variant", "seed", "steps", "batch_size", "i2t_pairwise", "i2t_strict",
                 "t2i_pairwise", "probe", "r1_i2t", "r5_i2t", "r1_t2i", "r5_t2i", "chance", "by_swap",
                 "by_n_objects", "seen", "unseen", "probe_by_k"):
         assert key in r, key
@@ -134,6 +135,16 @@ def test_evaluate_a_run_writes_metrics_in_range_with_the_right_counts(trained):
     assert {k: again[k] for k in ("i2t_pairwise", "probe", "by_swap", "ci", "chance_measured")} == \
            {k: r[k] for k in ("i2t_pairwise", "probe", "by_swap", "ci", "chance_measured")}
     assert (out / "per_image.parquet").read_bytes() == per_image_bytes
+    # the headline file DVC shows as metrics; wall-clock figures only in the timing record
+    assert json.loads((out / "binding.json").read_text()) == {
+        k: {"value": r[k], "low": r["ci"][k][0], "high": r["ci"][k][1]} for k in HEADLINE}
+    assert not any("seconds" in k or "per_s" in k for k in r)
+    times = timing.read(paths.timing(out))
+    assert times["eval"]["seconds"] > 0 and times["train"]["checkpoints"].keys() == {"3", "6"}
+    # deterministic: the same checkpoint gives the same bytes
+    before = (out / "eval.json").read_bytes()
+    evaluate_stage(params, paths, "ideal", plots=False)
+    assert (out / "eval.json").read_bytes() == before
 
 
 def test_evaluate_any_checkpoint_file(trained, tmp_path):

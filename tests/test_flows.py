@@ -1,6 +1,7 @@
-"""The Prefect flows on the real stage functions, under Prefect's test harness: the tiny study in a
-git + DVC project (the flow leaves DVC consistent), fan-out on a Dask LocalCluster via prefect-dask,
-and bad input (an unknown variant, a failing stage)."""
+"""The Prefect flows on the real DVC stages, under Prefect's test harness: the tiny study in a git + DVC
+project (the flow runs dvc.yaml's stages and leaves DVC consistent; a stage added to dvc.yaml runs with
+no other edit), fan-out on a Dask LocalCluster via prefect-dask, and bad input (no project, an unknown
+variant, a failing stage)."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 from tiny_pipeline import dvc, project, raw, write
 
 
@@ -31,37 +33,47 @@ def test_study_flow_keeps_dvc_consistent(harness, in_folder):
     os.chdir(folder)
     states = study(runner="processes", workers=2)
     assert set(states.values()) == {"Completed"}
-    assert {"sample@train", "captions@one_object", "train@ideal-0", "evaluate@one_object-0", "report"} <= set(states)
+    stages = set(dvc(folder, "stage", "list", "--name-only").stdout.split())
+    assert set(states) == stages  # one task per DVC stage, named by it
     assert json.loads(dvc(folder, "status", "--json").stdout or "{}") == {}   # DVC agrees: all up to date
     assert "Running stage" not in dvc(folder, "repro").stdout
     eval_json = json.loads((folder / "data/metrics/ideal/seed0/eval.json").read_text())
     assert eval_json["steps"] == 4 and 0 <= eval_json["i2t_strict"] <= 1
     # a second run skips everything; one variant's change reruns that variant only
     assert study(workers=1, runner="threads") == {}
-    r = __import__("yaml").safe_load((folder / "params.yaml").read_text())
+    r = yaml.safe_load((folder / "params.yaml").read_text())
     r["variants"]["one_object"]["objects_mentioned"] = 2
     write(folder, r)
     states = study(workers=1, runner="threads")
     assert set(states) == {"captions@one_object", "stats@one_object", "validate@one_object", "audit@one_object",
                            "train@one_object-0", "evaluate@one_object-0", "audit_overview", "report"}
     assert json.loads(dvc(folder, "status", "--json").stdout or "{}") == {}
+    # a stage added to dvc.yaml runs with no other edit, after the stage it depends on
+    pipeline = yaml.safe_load((folder / "dvc.yaml").read_text())
+    pipeline["stages"]["caption_count"] = {
+        "cmd": "python -c \"import polars as pl; print(pl.read_parquet('data/captions/ideal/captions.parquet')"
+               ".height, file=open('data/caption_count.txt', 'w'))\"",
+        "deps": ["data/captions/ideal/captions.parquet"], "outs": ["data/caption_count.txt"]}
+    (folder / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    assert study(workers=1, runner="threads") == {"caption_count": "Completed"}
+    assert (folder / "data/caption_count.txt").read_text() == "300\n"
+    assert json.loads(dvc(folder, "status", "--json").stdout or "{}") == {}
 
 
 def test_study_flow_on_dask_local_cluster(harness, in_folder):
-    """The same flow, fanned out on a Dask LocalCluster (prefect-dask), outside any DVC project."""
-    from flows.study import variant
+    """The same flow, fanned out on a Dask LocalCluster (prefect-dask); chosen variants only."""
+    from flows.study import study, variant
     from prefect.artifacts import Artifact
-    params_file = write(in_folder, raw(variants=("ideal", "density_1")))
-    os.chdir(in_folder)
-    from flows.study import study
-    states = study(variants=["density_1"], runner="dask", workers=2, params_file=str(params_file),
-                   data=str(in_folder / "data"))
+    folder = project(in_folder / "study", raw(variants=("ideal", "density_1")))
+    os.chdir(folder)
+    states = study(variants=["density_1"], runner="dask", workers=2)
     assert set(states.values()) == {"Completed"} and "train@density_1-0" in states
-    assert "captions@ideal" not in states
-    # the variant flow on the other one; no DVC here, so every stage runs
-    states = variant("ideal", params_file=str(params_file), data=str(in_folder / "data"))
+    assert "captions@ideal" not in states and {"sample@train", "benchmark", "report"} <= set(states)
+    # the variant flow on the other one: its stages, not density_1's again
+    states = variant("ideal")
     assert "evaluate@ideal-0" in states and set(states.values()) == {"Completed"}
-    report = json.loads((in_folder / "data/report/details.json").read_text())
+    assert not any("density_1" in s for s in states)
+    report = json.loads((folder / "data/report/details.json").read_text())
     assert report["missing_runs"] == []
     artifact = Artifact.get("metrics-density-1")
     assert artifact is not None and "i2t_strict" in str(artifact.data)
@@ -70,16 +82,20 @@ def test_study_flow_on_dask_local_cluster(harness, in_folder):
 def test_bad_input(harness, in_folder):
     from bindlab.params import ParamsError
     from flows.study import study
-    params_file = write(in_folder, raw())
     os.chdir(in_folder)
-    with pytest.raises(ParamsError, match="unknown variant 'nope'"):
-        study(variants=["nope"], params_file=str(params_file), data="data")
-    # a stage that fails (images of another size than the model's): its downstream does not run,
-    # the flow fails naming it, and what finished is kept
+    with pytest.raises(ParamsError, match="no dvc.yaml"):
+        study()
     r = raw()
     r["render"]["image_size"] = 32
-    params_file = write(in_folder, r)
+    folder = project(in_folder / "study", r)
+    os.chdir(folder)
+    with pytest.raises(ParamsError, match="unknown variant 'nope'"):
+        study(variants=["nope"])
+    # a stage that fails (images of another size than the model's): its downstream does not run,
+    # the flow fails naming it, and what finished is kept and committed
     with pytest.raises(RuntimeError, match="train@ideal-0"):
-        study(variants=["ideal"], params_file=str(params_file), data="data", runner="threads", workers=1)
-    assert (in_folder / "data/validation/ideal/passed.json").exists()
-    assert not (in_folder / "data/metrics/ideal/seed0/eval.json").exists()
+        study(variants=["ideal"], runner="threads", workers=1)
+    assert (folder / "data/validation/ideal/passed.json").exists()
+    assert not (folder / "data/metrics/ideal/seed0/eval.json").exists()
+    left = set(json.loads(dvc(folder, "status", "--json").stdout or "{}"))
+    assert "validate@ideal" not in left and {"train@ideal-0", "evaluate@ideal-0"} <= left

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import urllib.request
 
-from tiny_pipeline import raw, write
+from tiny_pipeline import project, raw
 
 
 def free_port() -> int:
@@ -29,12 +29,12 @@ def test_served_deployment_runs_to_completion(tmp_path):
     from flows.serve import prefect_env, start_server, start_serving, stop, wait_healthy
     port = free_port()
     env = prefect_env(port, home=tmp_path / "prefect_home")
-    params_file = write(tmp_path, raw(variants=("ideal",)))
+    folder = project(tmp_path / "study", raw(variants=("ideal",)))
     server = start_server(port, env, tmp_path / "server.log")
     serving = None
     try:
         wait_healthy(port, server)
-        serving = start_serving(env, tmp_path, tmp_path / "serve.log")
+        serving = start_serving(env, folder, tmp_path / "serve.log")  # runs execute in the project
         # the served process registers its deployments; then trigger one through the CLI and watch it
         for _ in range(60):
             deps = api(port, "/deployments/filter", {})
@@ -45,15 +45,14 @@ def test_served_deployment_runs_to_completion(tmp_path):
             raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
         run = subprocess.run(
             [sys.executable, "-m", "prefect", "deployment", "run", "variant/variant",
-             "--param", "variant=ideal", "--param", f"params_file={params_file}",
-             "--param", f"data={tmp_path / 'data'}", "--watch", "--watch-timeout", "400"],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=450)
+             "--param", "variant=ideal", "--watch", "--watch-timeout", "400"],
+            env=env, cwd=folder, capture_output=True, text=True, timeout=450)
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + (tmp_path / "serve.log").read_text()[-3000:]
         runs = api(port, "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_DESC"})
         states = {r["name"]: r["state"]["type"] for r in runs}
         assert "COMPLETED" in states.values() and all(s == "COMPLETED" for s in states.values()), states
-        assert (tmp_path / "data/metrics/ideal/seed0/eval.json").exists()
-        assert (tmp_path / "data/report/index.html").exists()
+        assert (folder / "data/metrics/ideal/seed0/eval.json").exists()
+        assert (folder / "data/report/index.html").exists()
         artifacts = api(port, "/artifacts/filter", {})
         assert {"metrics-ideal", "study-report"} <= {a["key"] for a in artifacts}
     finally:

@@ -54,8 +54,15 @@ def test_dvc_study_end_to_end(tmp_path):
     assert [f["number"] for f in findings["findings"]] == [1, 2, 3, 4, 5, 6, 7]
     assert findings["missing_runs"] == []
     assert (folder / "data/audit/ideal/index.html").exists() and (folder / "data/audit/index.html").exists()
-    metrics = dvc(folder, "metrics", "show", "--json").stdout
-    assert "i2t_strict" in metrics and "attrs_per_mentioned_object" in metrics
+    # the DVC metrics are two small files per run and per variant, not the full breakdowns
+    metrics = json.loads(dvc(folder, "metrics", "show", "--json").stdout)
+    files = {f: d["data"] for rev in metrics for f, d in rev["data"]["metrics"].items()} if isinstance(metrics, list) \
+        else {f: d["data"] for f, d in next(iter(metrics.values()))["data"].items()}
+    assert set(files) == {f"data/metrics/{v}/seed0/binding.json" for v in ("ideal", "one_object")} | \
+        {f"data/audit/{v}/properties.json" for v in ("ideal", "one_object")}
+    assert set(files["data/metrics/ideal/seed0/binding.json"]) == {"i2t_pairwise", "i2t_strict", "t2i_pairwise",
+                                                                   "probe", "r1_i2t"}
+    assert files["data/audit/ideal/properties.json"]["density"]["declared"] == 3
 
     # nothing changed: a no-op, in well under 5 s
     t = time.perf_counter()

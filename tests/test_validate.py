@@ -49,8 +49,11 @@ def test_clean_variants_scenes_and_benchmark_pass(study):
         results = validate_variant(params, paths, v)
         assert results["success"] and results["evaluated"] >= 20
         assert require_passed(paths, v).exists()
-        assert (paths.validation(v) / "docs" / "index.html").exists()
-        gx_raw = json.loads((paths.validation(v) / "gx_results.json").read_text())
+        record = paths.record(paths.validation(v))  # GX's run-dependent output: outside the DVC output
+        assert (record / "docs" / "index.html").exists() and not (paths.validation(v) / "docs").exists()
+        assert {t: (record / "docs" / p).exists() for t, p in results["docs"].items()} == {
+            "captions": True, "mentions": True}
+        gx_raw = json.loads((record / "gx_results.json").read_text())
         assert set(gx_raw) == {"captions", "mentions"} and all(r["success"] for r in gx_raw.values())
     assert validate_scenes(params, paths, "train")["success"]
     assert validate_benchmark(params, paths)["success"]

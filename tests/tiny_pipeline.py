@@ -32,7 +32,7 @@ def project(folder: Path, r: dict) -> Path:
     """A git + DVC project in `folder`: the repository's code, dvc.yaml and DVC config, tiny params."""
     for name in ("bindlab", "tasks", "flows"):
         shutil.copytree(REPO / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml", "Makefile", "README.md"):
         shutil.copy(REPO / name, folder / name)
     shutil.copytree(REPO / ".dvc", folder / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "site"))
     write(folder, r)

@@ -1,0 +1,75 @@
+"""Same params -> same bytes, and a second clone restores instead of recomputing.
+
+Two fresh tiny DVC projects run the study from scratch, each with its own cache: every hash in
+dvc.lock agrees (validation, audit, training, evaluation and report included), and the run-dependent
+records (wall-clock times, GX Data Docs) are outside the hashed outputs. A second clone of the first
+project's commit runs `make study` with the same cache folder (BINDLAB_DVC_CACHE, as the Makefile sets
+for every clone on a machine): every stage comes from DVC's run-cache, and one variant's knob
+retrains that variant only."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny_pipeline import dvc, project, raw, run
+
+
+def hashes(folder) -> dict[tuple[str, str], str]:
+    lock = yaml.safe_load((folder / "dvc.lock").read_text())["stages"]
+    return {(stage, o["path"]): o["md5"] for stage, s in lock.items() for o in s.get("outs", [])}
+
+
+def make_study(folder: Path, cache: Path) -> str:
+    """`make study` with this interpreter's environment as the venv (never reinstalled: -o)."""
+    venv = Path(sys.prefix)
+    r = run(folder, "make", "study", f"VENV={venv}", "-o", f"{venv}/bin/python", f"BINDLAB_DVC_CACHE={cache}")
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("first")
+    folder = project(tmp / "a", raw())
+    make_study(folder, tmp / "cache")
+    return folder, tmp / "cache"
+
+
+def test_two_fresh_runs_give_the_same_bytes(first, tmp_path):
+    a_folder, _ = first
+    b_folder = project(tmp_path / "b", raw())
+    dvc(b_folder, "repro")  # its own cache (.dvc/cache): computed from scratch
+    a, b = hashes(a_folder), hashes(b_folder)
+    assert len(a) > 30 and a.keys() == b.keys()
+    assert [k for k in a if a[k] != b[k]] == []
+    assert (a_folder / "dvc.lock").read_text() == (b_folder / "dvc.lock").read_text()
+    # what differs between runs was written, outside every declared output
+    records = b_folder / "data" / "runs"
+    assert (records / "metrics/ideal/seed0/timing.json").exists()
+    assert (records / "validation/ideal/docs/index.html").exists()
+    assert (records / "validation/ideal/gx_results.json").exists()
+
+
+def test_second_clone_restores_and_retrains_one_variant(first, tmp_path):
+    a_folder, cache = first
+    assert (a_folder / ".dvc/config.local").read_text().count(str(cache)) == 1  # made by `make study`
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(a_folder), str(clone))  # the commit, without dvc.lock
+    t = time.perf_counter()
+    out = make_study(clone, cache)
+    seconds = time.perf_counter() - t
+    assert "Running stage" not in out, out[-3000:]
+    assert "Stage 'train@ideal-0' is cached - skipping run" in out
+    assert (clone / "dvc.lock").read_text() == (a_folder / "dvc.lock").read_text()
+    assert (clone / "data/models/ideal/seed0/last.pt").read_bytes() == \
+           (a_folder / "data/models/ideal/seed0/last.pt").read_bytes()
+    print(f"second clone: make study in {seconds:.1f} s")
+    # one variant's knob: that variant retrains, the other is untouched
+    p = clone / "params.yaml"
+    r = yaml.safe_load(p.read_text())
+    r["variants"]["one_object"]["objects_mentioned"] = 2
+    p.write_text(yaml.safe_dump(r, sort_keys=False))
+    out = dvc(clone, "repro").stdout
+    assert "Running stage 'train@one_object-0'" in out and "Running stage 'train@ideal-0'" not in out
