@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("what", choices=["render", "captions", "validate", "train", "eval", "binding"], help="what to measure")
     p.add_argument("-n", type=int, default=None, help="items to process (default depends on bench)")
+    p.add_argument("--quick", action="store_true",
+                   help="bench train: only today's step and the project's (no single switches, no compiling)")
     p.set_defaults(func=_bench)
 
     return parser
