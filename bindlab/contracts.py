@@ -256,20 +256,19 @@ def read_benchmark(folder: Path, n: int | None, parts=("items", "probes", "image
     if "images" in parts:
         b["images"] = read_npy(folder / "images.npy", made_by, n)
     n_images = len(b["images"]) if "images" in b else n
+    def indexed(name: str, schema: dict, id_col: str) -> pl.DataFrame:
+        """items/probes: their own ids 0..rows-1, and scene ids among the benchmark images."""
+        path = folder / f"{name}.parquet"
+        table = read_table(path, schema, made_by).sort(id_col)
+        check_ids(path, table, id_col, table.height, made_by, every=True, of="its rows")
+        if n_images is not None:
+            check_ids(path, table, "scene_id", n_images, made_by, every=False, of=f"the {n_images} benchmark images")
+        return table
+
     if "items" in parts:
-        items = read_table(folder / "items.parquet", ITEMS, made_by).sort("item_id")
-        check_ids(folder / "items.parquet", items, "item_id", items.height, made_by, every=True, of="its rows")
-        if n_images is not None:
-            check_ids(folder / "items.parquet", items, "scene_id", n_images, made_by, every=False,
-                      of=f"the {n_images} benchmark images")
-        b["items"] = items
+        b["items"] = indexed("items", ITEMS, "item_id")
     if "probes" in parts:
-        probes = read_table(folder / "probes.parquet", PROBES, made_by).sort("probe_id")
-        check_ids(folder / "probes.parquet", probes, "probe_id", probes.height, made_by, every=True, of="its rows")
-        if n_images is not None:
-            check_ids(folder / "probes.parquet", probes, "scene_id", n_images, made_by, every=False,
-                      of=f"the {n_images} benchmark images")
-        b["probes"] = probes
+        b["probes"] = indexed("probes", PROBES, "probe_id")
     if "counterfactual" in parts:
         k = b["items"].height if "items" in b else None
         b["counterfactual"] = read_npy(folder / "counterfactual.npy", made_by, k, what="counterfactual images (one per item)")
