@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 from bindlab import timing
-from bindlab.errors import StageError, require
+from bindlab.errors import StageError
 from bindlab.io import atomic_path
 from bindlab.params import Params, ParamsError, Variant
 from bindlab.paths import DataPaths
