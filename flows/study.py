@@ -43,9 +43,13 @@ def project_slot():
     missing) for the body; a second run waits here, saying so in its log."""
     from prefect.client.orchestration import get_client
     from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
     log = get_run_logger()
     with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(SLOT, 1)
+        try:
+            client.upsert_global_concurrency_limit_by_name(SLOT, 1)
+        except ObjectAlreadyExists:
+            pass   # two runs starting at once both created it: one won, it exists
     log.info(f"waiting for the project's run slot ({SLOT}): one study, variant or experiment run writes at a time")
     with concurrency(SLOT, occupy=1, strict=True):
         log.info("holding the project's run slot")
