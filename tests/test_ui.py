@@ -182,6 +182,13 @@ def test_browser_quick_run(ui):
     if driver is None:
         pytest.skip(why)
     shot = ui["tmp"] / "ui_failure.png"
+    keep = os.environ.get("BINDLAB_UI_SCREENSHOTS")   # a folder: save the walkthrough's screenshots (README)
+
+    def snap(name: str) -> None:
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            driver.save_screenshot(os.path.join(keep, f"{name}.png"))
+
     base = f"http://127.0.0.1:{ui['port']}"
     study_id = ui["deployments"]["study"]["id"]
     query = {"flow_runs": {"deployment_id": {"any_": [study_id]}}}
@@ -191,9 +198,12 @@ def test_browser_quick_run(ui):
         driver.get(base + "/deployments")
         for name in ("study", "variant", "experiment"):
             wait.until(ec.presence_of_element_located((By.XPATH, f"//a[normalize-space()='{name}']")))
+        snap("1-deployments")
         driver.find_element(By.XPATH, "//a[normalize-space()='study']").click()
         wait.until(ec.element_to_be_clickable((By.XPATH, "//button[normalize-space()='Run']"))).click()
-        wait.until(ec.element_to_be_clickable((By.XPATH, "//*[normalize-space()='Quick run']"))).click()
+        quick = wait.until(ec.element_to_be_clickable((By.XPATH, "//*[normalize-space()='Quick run']")))
+        snap("2-run-menu")
+        quick.click()
         for _ in range(60):   # the run the click created
             new = [r["id"] for r in api(ui["port"], "/flow_runs/filter", query) if r["id"] not in before]
             if new:
@@ -204,6 +214,8 @@ def test_browser_quick_run(ui):
         driver.get(f"{base}/runs/flow-run/{new[0]}")
         WebDriverWait(driver, 120).until(
             ec.presence_of_element_located((By.XPATH, "//*[normalize-space()='Completed']")))
+        time.sleep(2)   # let the graph draw before the picture
+        snap("3-run-completed")
     except Exception:
         driver.save_screenshot(str(shot))
         print(f"screenshot of the failure: {shot}")
