@@ -29,7 +29,8 @@ study: $(PY) cache
 	$(if $(PROFILE),dvc exp run -S profile=$(PROFILE),dvc repro)
 	$(PY) -m bindlab.cli report --readme README.md
 
-# The UI: local Prefect server on 127.0.0.1:4200 (home .prefect/) serving the study's deployments.
+# The UI: local Prefect server on 127.0.0.1:4200 (home .prefect/) serving the study's deployments,
+# and data/ (reports, audit pages, plots) on 127.0.0.1:4201 for the links in the runs' artifacts.
 ui: $(PY)
 	$(PY) -m flows.serve --port 4200
 

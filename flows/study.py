@@ -8,11 +8,20 @@ upstream of them runs), and every stage that finished is recorded with `dvc comm
 when another stage failed. Runs use the project's params.yaml and data/ (the flow runs in the project
 folder, the current directory); for tests, make a tiny DVC project (tests/tiny_pipeline.py).
 
+Runs never collide: every run of these flows (and of the `experiment` flow) holds the project's one
+Prefect run slot (a global concurrency limit of 1, `project_slot`) while it works, so a second run
+waits, logging why; the deployments also have a concurrency limit of 1 with the ENQUEUE strategy
+(flows/deployments.py), which the UI shows as "AwaitingConcurrencySlot". While stages run the flow
+holds DVC's repository lock (tasks/dvc.py `repo_lock`), so a terminal `dvc repro` cannot write beside
+it, and a run started while a terminal `dvc repro` holds it fails at once, before anything is written.
+
 Task runners: `processes` (default), `threads`, or `dask` (prefect-dask: a LocalCluster with `workers`
 processes, or an existing cluster at `dask_address`). Each task runs its stage as a subprocess.
 """
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +32,41 @@ from tasks import dvc as dvc_sync
 
 Runner = Literal["processes", "threads", "dask"]
 RETRY = {"render": 1, "benchmark": 1, "train": 1, "evaluate": 1}  # dvc.yaml stage -> retries (transient failures)
+
+
+SLOT = "bindlab-project"   # the global concurrency limit every writing run holds (limit 1)
+
+
+@contextmanager
+def project_slot():
+    """Hold the project's run slot (Prefect global concurrency limit SLOT, created with limit 1 when
+    missing) for the body; a second run waits here, saying so in its log."""
+    from prefect.client.orchestration import get_client
+    from prefect.concurrency.sync import concurrency
+    from prefect.exceptions import ObjectAlreadyExists
+    log = get_run_logger()
+    with get_client(sync_client=True) as client:
+        try:
+            client.upsert_global_concurrency_limit_by_name(SLOT, 1)
+        except ObjectAlreadyExists:
+            pass   # two runs starting at once both created it: one won, it exists
+    log.info(f"waiting for the project's run slot ({SLOT}): one study, variant or experiment run writes at a time")
+    with concurrency(SLOT, occupy=1, strict=True):
+        log.info("holding the project's run slot")
+        try:
+            yield
+        finally:
+            log.info("released the project's run slot")
+
+
+def files_url(path: Path, root: Path) -> str:
+    """A link to `path` (under the project's data/): http on the files server beside the UI
+    (BINDLAB_FILES_URL, set by flows/serve.py: browsers do not open file:// links from an http page),
+    else a file:// URI."""
+    base = os.environ.get("BINDLAB_FILES_URL")
+    if base:
+        return base.rstrip("/") + "/" + path.resolve().relative_to((root / "data").resolve()).as_posix()
+    return path.resolve().as_uri()
 
 
 def make_runner(runner: Runner, workers: int, dask_address: str | None = None):
@@ -105,18 +149,18 @@ def _artifacts(root: Path, variants: list[str], seeds: list[int], metric: str) -
         if rows:
             create_table_artifact(key=f"metrics-{v.replace('_', '-')}", table=rows,
                                   description=f"binding metrics of {v} (study.metric {metric})")
-    report = (paths.report / "index.html").resolve()
+    report = paths.report / "index.html"
     lines = ["# bindlab study", ""]
     if report.exists():
         summary = (paths.report / "summary.md").read_text()
-        lines += [f"[findings report]({report.as_uri()})", "", summary, ""]
-    overview = (paths.root / "audit" / "index.html").resolve()
+        lines += [f"[findings report]({files_url(report, root)})", "", summary, ""]
+    overview = paths.root / "audit" / "index.html"
     if overview.exists():
-        lines.append(f"[audit overview]({overview.as_uri()})")
+        lines.append(f"[audit overview]({files_url(overview, root)})")
     for v in variants:
-        page = (paths.audit(v) / "index.html").resolve()
+        page = paths.audit(v) / "index.html"
         if page.exists():
-            lines.append(f"- [{v} audit]({page.as_uri()})")
+            lines.append(f"- [{v} audit]({files_url(page, root)})")
     create_markdown_artifact(key="study-report", markdown="\n".join(lines), description="report and audit pages")
 
 
@@ -130,6 +174,13 @@ def study(variants: list[str] | None = None, seeds: list[int] | None = None,
     runner/workers: how stages fan out (processes, threads, or dask; dask_address = an existing Dask
     scheduler). only_stale: skip stages DVC reports up to date. dvc_commit: record the stages that
     finished in dvc.lock."""
+    with project_slot():
+        return run_study(variants, seeds, runner, workers, dask_address, only_stale, dvc_commit)
+
+
+def run_study(variants: list[str] | None, seeds: list[int] | None, runner: Runner, workers: int,
+              dask_address: str | None, only_stale: bool, dvc_commit: bool) -> dict[str, str]:
+    """The body of `study` (and `variant`), run while holding the project's slot."""
     from bindlab.params import ParamsError, load_params
     log = get_run_logger()
     root = Path.cwd()
@@ -143,6 +194,7 @@ def study(variants: list[str] | None = None, seeds: list[int] | None = None,
     if not set(seeds) <= set(params.study.seeds):
         raise ParamsError(f"seeds {seeds}: dvc.yaml runs study.seeds {params.study.seeds}; set study.seeds "
                           f"in params.yaml (the DVC stages of other seeds do not exist)")
+    dvc_sync.check_unlocked(root)   # a terminal `dvc repro` running: fail now, before anything is written
     stages = dvc_sync.pipeline(root)
     names = (list(stages) if variants is None and seeds == list(params.study.seeds)
              else select(stages, set(params.variants), set(chosen), set(seeds)))
@@ -150,8 +202,9 @@ def study(variants: list[str] | None = None, seeds: list[int] | None = None,
     log.info(f"study: {len(chosen)} variants x seeds {seeds}: {len(names)} of {len(stages)} DVC stages; "
              f"runner {runner} ({workers} workers); "
              f"{'stale stages: ' + str(len(stale)) if stale is not None else 'running every stage'}")
-    states = _fanout.with_options(task_runner=make_runner(runner, workers, dask_address))(
-        str(root), stages, names, stale)
+    with dvc_sync.repo_lock(root):
+        states = _fanout.with_options(task_runner=make_runner(runner, workers, dask_address))(
+            str(root), stages, names, stale)
     done = [s for s, st in states.items() if st == "Completed"]
     if dvc_commit:
         dvc_sync.commit(root, done)  # also when other stages failed: what finished stays finished
@@ -167,7 +220,8 @@ def study(variants: list[str] | None = None, seeds: list[int] | None = None,
 def variant(variant: str, seeds: list[int] | None = None, only_stale: bool = True) -> dict[str, str]:
     """One variant: its data stages (and the shared ones it needs), training and evaluation per seed,
     the audit pages and the report."""
-    return study(variants=[variant], seeds=seeds, runner="threads", workers=1, only_stale=only_stale)
+    with project_slot():
+        return run_study([variant], seeds, "threads", 1, None, only_stale, True)
 
 
 if __name__ == "__main__":

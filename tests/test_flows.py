@@ -16,7 +16,7 @@ from tiny_pipeline import dvc, project, raw, write
 @pytest.fixture(scope="module")
 def harness():
     from prefect.testing.utilities import prefect_test_harness
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=180):  # a loaded 2-core machine starts it slowly
         yield
 
 
@@ -99,3 +99,44 @@ def test_bad_input(harness, in_folder):
     assert not (folder / "data/metrics/ideal/seed0/eval.json").exists()
     left = set(json.loads(dvc(folder, "status", "--json").stdout or "{}"))
     assert "validate@ideal" not in left and {"train@ideal-0", "evaluate@ideal-0"} <= left
+
+
+def test_run_while_dvc_holds_its_lock(harness, in_folder):
+    """A run started while another DVC process (a terminal `dvc repro`) holds DVC's repository lock
+    fails at once with one clear line, and writes nothing. The lock is taken with DVC's own Lock
+    class on its own lock file, as `dvc repro` takes it."""
+    from bindlab.errors import StageError
+    from dvc.lock import make_lock
+    from flows.study import study
+    folder = project(in_folder / "study", raw(variants=("ideal",)))
+    os.chdir(folder)
+    (folder / ".dvc/tmp").mkdir(exist_ok=True)
+    lock = make_lock(str(folder / ".dvc/tmp/lock"), tmp_dir=str(folder / ".dvc/tmp"))
+    lock.lock()
+    try:
+        with pytest.raises(StageError, match=r"DVC's repository lock \(.dvc/tmp/lock\) is held by another DVC "
+                                             r"process .*nothing was run"):
+            study(runner="threads", workers=1, only_stale=False)
+    finally:
+        lock.unlock()
+    assert not (folder / "data").exists()
+
+
+def test_experiment_bad_knob_fails_at_once(harness, in_folder):
+    """A what-if with a value the params schema refuses fails with the schema's one line, before
+    anything is written (params.yaml unchanged, no data/, no DVC experiment)."""
+    from bindlab.params import ParamsError
+    from flows.experiment import experiment
+    folder = project(in_folder / "study", raw(variants=("ideal",)))
+    os.chdir(folder)
+    before = (folder / "params.yaml").read_text()
+    with pytest.raises(ParamsError, match=r"^params: variants.whatif_ideal_\w+.density: .*exceeds the 3 attribute types"):
+        experiment(density=3.5)
+    with pytest.raises(ParamsError, match=r"^params: variants.x.completeness: Input should be less than or equal to 1"):
+        experiment(name="x", completeness=1.5)
+    with pytest.raises(ParamsError, match=r"^base: unknown variant 'nope'"):
+        experiment(base="nope")
+    with pytest.raises(ParamsError, match=r"^seeds: \[5\] must be a non-empty subset of study.seeds \[0\]"):
+        experiment(seeds=[5])
+    assert (folder / "params.yaml").read_text() == before and not (folder / "data").exists()
+    assert dvc(folder, "exp", "list", "--name-only").stdout.strip() == ""
