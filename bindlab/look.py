@@ -57,7 +57,7 @@ TEXTURES = ("plain", "striped", "dotted", "checkered")
 ASPECTS: dict[str, tuple[float, float]] = {"regular": (1.0, 1.0), "tall": (0.6, 1.0), "wide": (1.0, 0.6)}
 
 # Shade: the fill colour mixed towards white (t > 0) or darkened (t < 0) by this fraction.
-SHADES: dict[str, float] = {"pale": 0.55, "vivid": 0.0, "dark": -0.5}
+SHADES: dict[str, float] = {"pale": 0.4, "vivid": 0.0, "dark": -0.5}
 
 # Outline: a band along the inside of the silhouette, this fraction of the bounding radius wide (so a
 # small star keeps some fill inside a thick border), in a colour that contrasts with the (shaded)
