@@ -130,6 +130,9 @@ def caption_suite(params: Params, v: Variant, name: str, cstats: pl.DataFrame, m
                              cfg.fraction_tolerance, cfg.z)
         s.mean(c, "completeness", lo, hi, f"declared completeness {cpl}: mean max(c*n, 1)/n")
 
+    # which attributes: captions.attribute_choice (random: any subset; a priority: its first n)
+    s.add("mentions", "ExpectColumnValuesToBeInSet", f"attribute choice {params.captions.attribute_choice}",
+          column="attrs_as_declared", value_set=[True])
     # density: attributes per mentioned object
     d = v.density
     lo_d, hi_d = math.floor(d), min(math.ceil(d), n_types)
