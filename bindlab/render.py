@@ -48,9 +48,8 @@ def _texture_mask(texture: str, size: int, ss: int, image_size: int) -> np.ndarr
 
 
 @lru_cache(maxsize=None)
-def object_masks(shape: str, radius_px: float, texture: str, ss: int, image_size: int,
-                 aspect: str = "regular", outline: str = "unbordered") -> tuple[int, Image.Image, Image.Image, Image.Image]:
-    """(box side, primary-tone mask, second-tone mask, outline mask) at image resolution, anti-aliased."""
+def _silhouette(shape: str, radius_px: float, ss: int, aspect: str, outline: str) -> tuple[np.ndarray, np.ndarray]:
+    """(silhouette, outline band) at supersampled resolution, boolean; shared by every texture."""
     side = int(math.ceil(2 * radius_px)) + 2
     big = side * ss
     c, r = big / 2, radius_px * ss
@@ -66,11 +65,23 @@ def object_masks(shape: str, radius_px: float, texture: str, ss: int, image_size
     band = np.zeros_like(sil)
     width = look.OUTLINES[outline] * r  # supersampled pixels
     if width > 0:
-        # the outline: the silhouette minus its erosion by a disc of `width` supersampled pixels
-        k = 2 * int(round(width)) + 1
-        inner = np.asarray(silhouette.filter(ImageFilter.MinFilter(k))) > 127
-        band = sil & ~inner
-    second = _texture_mask(texture, big, ss, image_size) & sil & ~band
+        # the outline: the silhouette minus its erosion by a square of `width` supersampled pixels
+        # (a 3x3 minimum applied `width` times: much cheaper than one large MinFilter)
+        inner = silhouette
+        for _ in range(int(round(width))):
+            inner = inner.filter(ImageFilter.MinFilter(3))
+        band = sil & ~(np.asarray(inner) > 127)
+    return sil, band
+
+
+@lru_cache(maxsize=None)
+def object_masks(shape: str, radius_px: float, texture: str, ss: int, image_size: int,
+                 aspect: str = "regular", outline: str = "unbordered") -> tuple[int, Image.Image, Image.Image, Image.Image]:
+    """(box side, primary-tone mask, second-tone mask, outline mask) at image resolution, anti-aliased."""
+    side = int(math.ceil(2 * radius_px)) + 2
+    big = side * ss
+    sil, band = _silhouette(shape, radius_px, ss, aspect, outline)
+    second = _texture_mask(texture, big, ss, image_size) & sil & ~band if texture != "plain" else np.zeros_like(sil)
     primary = sil & ~second & ~band
 
     def reduce(mask: np.ndarray) -> Image.Image:  # box filter: the anti-aliasing
