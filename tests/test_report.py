@@ -23,8 +23,9 @@ LEVEL = {"ideal": 0.96, "density_0": 0.55, "density_1": 0.65, "density_2": 0.85,
          "density_4": 0.93, "density_5": 0.95, "objects_2": 0.97,
          "objects_3": 0.93, "objects_4": 0.80, "one_object": 0.62, "completeness_50": 0.75,
          "saliency_50": 0.60, "saliency_100": 0.57, "batch_64": 0.95, "batch_512": 0.96,
-         "density_1_batch_64": 0.64, "density_1_batch_512": 0.66, "density_1_hardneg": 0.66, "natural": 0.55}
-LEAST = {"one_object": 0.66, "saliency_50": 0.60, "saliency_100": 0.52}
+         "completeness_50_batch_64": 0.74, "completeness_50_batch_512": 0.76, "completeness_50_hardneg": 0.76,
+         "natural": 0.55}
+LEAST = {"completeness_50": 0.66, "saliency_50": 0.60, "saliency_100": 0.52}
 PEAK = {**{k: v for k, v in LEVEL.items() if k != "density_3"}, "density_4": 0.93, "density_5": 0.90,
         "density_6": 0.85}
 
@@ -35,6 +36,8 @@ def peak_study(raw: dict) -> dict:
     del raw["variants"]["density_3"]
     raw["variants"]["density_6"] = {"scenes": "train", "density": 6}
     return raw
+
+
 N_IMAGES = 2000
 KEYS = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "by_saliency.least.i2t_pairwise")
 
@@ -116,14 +119,15 @@ def test_every_finding_reproduced_from_numbers(tmp_path):
     # objects: ideal (2.99 objects) joins objects_2..4; range 0.97 - 0.80
     assert [p["x"] for p in f[2]["lines"][0]] == [2.0, 2.99, 3.0, 4.0]
     assert f[2]["effect"] == pytest.approx(0.17, abs=1e-9)
-    # saliency: judged on the least salient object: one_object (bias 0) 0.66 -> saliency_100 0.52
+    # saliency at equal completeness, judged on the least salient objects: completeness_50 (bias 0)
+    # 0.66 -> saliency_100 0.52
     assert f[4]["metric"] == "by_saliency.least.i2t_pairwise"
-    assert [p["variant"] for p in f[4]["lines"][0]] == ["one_object", "saliency_50", "saliency_100"]
+    assert [p["variant"] for p in f[4]["lines"][0]] == ["completeness_50", "saliency_50", "saliency_100"]
     assert f[4]["effect"] == pytest.approx(0.14, abs=1e-9)
-    # batch: a line on ideal data and one on degraded (density 1) data; no fix on the degraded one
+    # batch: a line on ideal data and one on degraded (completeness 0.5) data; no fix on the degraded one
     assert sorted(len(line) for line in f[5]["lines"]) == [3, 3]
-    assert "gap ideal - density_1_batch_512" in f[5]["why"]
-    assert f[6]["lines"][0][-1]["variant"] == "density_1_hardneg"
+    assert "gap ideal - completeness_50_batch_512" in f[5]["why"]
+    assert f[6]["lines"][0][-1]["variant"] == "completeness_50_hardneg"
     assert f[7]["effect"] == pytest.approx(0.965, abs=1e-9) and f[7]["ci"][0] >= 0.9
     assert details["chance"]["i2t_strict_measured"] == 0.09 and details["chance"]["i2t_strict_computed"] == 0.2
     metrics = json.loads((paths.report / "findings.json").read_text())
@@ -151,7 +155,7 @@ def test_not_reproduced_when_the_interval_lies_below_min_effect(tmp_path):
     """Flat density and object count, a batch size that lifts degraded data, ideal data beaten."""
     levels = dict(LEVEL, density_0=0.95, density_1=0.95, density_2=0.955, density_3=0.95, density_4=0.95,
                   density_5=0.955, ideal=0.955, objects_2=0.955,
-                  objects_3=0.955, objects_4=0.95, density_1_batch_512=0.80, batch_64=0.70, batch_512=0.70)
+                  objects_3=0.955, objects_4=0.95, completeness_50_batch_512=0.90, batch_64=0.70, batch_512=0.70)
     f = verdicts(tmp_path, levels=levels)
     assert f[1]["verdict"] == "not reproduced" and f[1]["ci"][1] < 0.05
     assert f[2]["verdict"] == "not reproduced"
@@ -183,9 +187,9 @@ def test_inconclusive_when_nothing_is_learned(tmp_path):
 def test_no_fix_needs_a_clear_gap_and_a_clear_lack_of_improvement(tmp_path):
     """Hard negatives: +0.04 on 300 images (its interval reaches 0.05): inconclusive; degraded data as
     good as ideal (no gap): inconclusive; both clear: reproduced (the default levels)."""
-    f = verdicts(tmp_path, levels=dict(LEVEL, density_1_hardneg=0.69), n=300)
+    f = verdicts(tmp_path, levels=dict(LEVEL, completeness_50_hardneg=0.79), n=300)
     assert f[6]["verdict"] == "inconclusive" and "an improvement interval reaches 0.05" in f[6]["why"]
-    f = verdicts(tmp_path / "b", levels=dict(LEVEL, density_1=0.95, density_1_hardneg=0.95))
+    f = verdicts(tmp_path / "b", levels=dict(LEVEL, completeness_50=0.95, completeness_50_hardneg=0.95))
     assert f[6]["verdict"] == "inconclusive" and "gap to ideal data is not clearly >= 0.05" in f[6]["why"]
     assert verdicts(tmp_path / "c")[6]["verdict"] == "reproduced"
 
@@ -225,7 +229,7 @@ def test_same_metrics_same_bytes_and_missing_runs(tmp_path):
     report_stage(params, paths)
     assert (paths.report / "index.html").read_bytes() == page
     assert first["missing_runs"] == ["saliency_50/seed0", "natural/seed0"]
-    assert [p["variant"] for p in by_number(first)[4]["lines"][0]] == ["one_object", "saliency_100"]
+    assert [p["variant"] for p in by_number(first)[4]["lines"][0]] == ["completeness_50", "saliency_100"]
 
 
 def test_without_comparisons_inconclusive(tmp_path):
