@@ -1,7 +1,8 @@
 """The binding benchmark: held-out scenes, swap negatives, counterfactual images, format probes.
 
-For every image and every attribute type (and shape) whose values differ between two objects, one
-negative: the values exchanged between those two objects. The same swap applied to the scene graph
+Every image's true caption names `benchmark.density` attribute types (the same random set for every
+object of the image; all types when null) and the shape. For every named type (and the shape) whose
+values differ between two objects, one negative: the values exchanged between those two objects. The same swap applied to the scene graph
 and rendered is the counterfactual image. A negative is kept only if it is certainly false (one of
 the two swapped phrases fits no object), and a size swap only if the swapped scene still has no
 overlap and stays inside the image.
@@ -49,23 +50,39 @@ def swapped_scene(objs: list[dict], a: int, b: int, key: str) -> list[dict]:
     return out
 
 
-def build_items(params: Params, scenes: pl.DataFrame, rng: np.random.Generator):
-    """Benchmark items and their counterfactual scenes (one per item)."""
+def named_types(params: Params, rng: np.random.Generator) -> list[str]:
+    """The attribute types a benchmark caption names (vocab order): benchmark.density of them, drawn
+    uniformly per image, or all when the density is null."""
     types = params.vocab.attribute_types
+    k = params.benchmark.density
+    if k is None or k >= len(types):
+        return list(types)
+    picked = set(rng.permutation(len(types))[:k].tolist())
+    return [t for i, t in enumerate(types) if i in picked]
+
+
+def build_items(params: Params, scenes: pl.DataFrame, rng: np.random.Generator):
+    """Benchmark items and their counterfactual scenes (one per item). Each image's true caption names
+    its `named_types` for every object; its items swap each named type (and the shape)."""
     template = params.captions.templates[0]
     rules = _holdout_rules(params)
     items, cf_rows = [], []
     for scene_id, objs in sorted(objects_of(scenes).items()):
+        types = named_types(params, rng)
+        desc = [*types, "shape"]
         caption = caption_text([describe(o, types) for o in objs], template)
-        for key in [*types, "shape"]:
+        for key in desc:
             valid = []
             for a in range(len(objs)):
                 for b in range(a + 1, len(objs)):
                     if objs[a][key] == objs[b][key]:
                         continue
                     cf = swapped_scene(objs, a, b, key)
-                    full = [*types, "shape"]
-                    if not swap_is_false(objs, {k: cf[a][k] for k in full}, {k: cf[b][k] for k in full}):
+                    # the negative must be false of the image, and the true caption false of the
+                    # counterfactual image (both checked on the named types only)
+                    if not swap_is_false(objs, {k: cf[a][k] for k in desc}, {k: cf[b][k] for k in desc}):
+                        continue
+                    if not swap_is_false(cf, {k: objs[a][k] for k in desc}, {k: objs[b][k] for k in desc}):
                         continue
                     if key == "size" and not _fits(cf):
                         continue

@@ -136,7 +136,12 @@ def make_captions(params: Params, scenes: pl.DataFrame, v: Variant, stream: str)
     # How many and which attributes per mentioned object: floor/ceil of density, mean exactly density.
     base = int(np.floor(v.density))
     n_attrs = np.minimum(base + (rng.random(len(scene_of)) < v.density - base), len(types))
+    # Which: a uniformly random subset per object, or the first n_attrs of the declared priority.
+    # (The random draw happens either way, so the other choices' random streams do not depend on it.)
     attr_rank = np.argsort(np.argsort(rng.random((len(scene_of), len(types))), axis=1), axis=1)
+    choice = params.captions.attribute_choice
+    if choice != "random":
+        attr_rank = np.broadcast_to(np.array([choice.index(t) for t in types]), attr_rank.shape)
     named = attr_rank < n_attrs[:, None]  # (objects, attribute types)
 
     templates = params.captions.templates

@@ -36,6 +36,14 @@ def _render(args) -> None:
     render_stage(params, paths, args.scenes, workers=args.workers)
 
 
+def _look(args) -> None:
+    from bindlab.render import vocabulary_sheet
+    params, paths = _ctx(args)
+    out = args.out or paths.root / "vocabulary.png"
+    n = vocabulary_sheet(params, out)
+    print(f"vocabulary sheet: {n} images (every attribute value on every shape) -> {out}")
+
+
 def _captions(args) -> None:
     from bindlab.captions import captions_stage
     params, paths = _ctx(args)
@@ -123,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenes", required=True, help="scene set name from params.yaml scene_sets")
     p.add_argument("--workers", type=int, default=None, help="processes (default: render.workers)")
     p.set_defaults(func=_render)
+
+    p = sub.add_parser("look", help="the vocabulary sheet: every value of every attribute type on every shape (PNG)")
+    _common(p)
+    p.add_argument("--out", default=None, help="PNG path (default: DATA/vocabulary.png)")
+    p.set_defaults(func=_look)
 
     p = sub.add_parser("captions", help="captions of one variant, from its scene graphs")
     _common(p)

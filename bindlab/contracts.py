@@ -49,6 +49,7 @@ STATS_CAPTIONS = {
                              "attrs_known")},
     "n_hard_negatives": I64, "n_hard_negative_swaps": I64, "negatives_differ": I8, "negatives_same_words": I8}
 STATS_MENTIONS = {"row": U32, "scene_id": I64, "position": I64, "obj": I64, "n_attrs": I64, "attrs_known": BOOL,
+                  "attrs_as_declared": BOOL,
                   "exists": BOOL, "saliency_rank": I64, "x": F32}
 
 NUM = "number"  # a JSON number (int or float, not a bool)

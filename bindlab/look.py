@@ -1,4 +1,4 @@
-"""What the vocabulary looks like: shape outlines, colours, textures, sizes.
+"""What the vocabulary looks like: shape outlines, colours, textures, sizes, aspects, shades, outlines.
 
 Kept apart from the renderer so params validation can check a vocabulary without importing it.
 Shapes are polygons inside the unit circle (y grows downwards), so two objects whose bounding
@@ -52,6 +52,19 @@ SHAPES: dict[str, list[tuple[float, float]] | None] = {
 
 TEXTURES = ("plain", "striped", "dotted", "checkered")
 
+# Aspect: the silhouette squashed along one axis (x scale, y scale); it stays inside the bounding
+# circle, so placement and overlap are unchanged. Visible on every shape, the circle included.
+ASPECTS: dict[str, tuple[float, float]] = {"regular": (1.0, 1.0), "tall": (0.6, 1.0), "wide": (1.0, 0.6)}
+
+# Shade: the fill colour mixed towards white (t > 0) or darkened (t < 0) by this fraction.
+SHADES: dict[str, float] = {"pale": 0.4, "vivid": 0.0, "dark": -0.5}
+
+# Outline: a band along the inside of the silhouette, this fraction of the bounding radius wide (so a
+# small star keeps some fill inside a thick border), in a colour that contrasts with the (shaded)
+# fill: white on dark fills, gray on light ones.
+OUTLINES: dict[str, float] = {"unbordered": 0.0, "bordered": 0.13, "thickbordered": 0.26}
+OUTLINE_LIGHT, OUTLINE_DARK = (255, 255, 255), (70, 70, 70)
+
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (225, 30, 30), "green": (40, 185, 50), "blue": (45, 90, 255), "yellow": (245, 225, 35),
     "purple": (155, 60, 215), "orange": (255, 140, 0), "white": (240, 240, 240), "cyan": (0, 215, 225),
@@ -63,14 +76,27 @@ COLORS: dict[str, tuple[int, int, int]] = {
 RADIUS_RANGE = (0.095, 0.19)
 
 
+def shaded(color: tuple[int, int, int], shade: str) -> tuple[int, int, int]:
+    t = SHADES[shade]
+    if t >= 0:
+        return tuple(int(round(c + (255 - c) * t)) for c in color)
+    return tuple(int(round(c * (1 + t))) for c in color)
+
+
+def outline_color(fill: tuple[int, int, int]) -> tuple[int, int, int]:
+    luminance = 0.299 * fill[0] + 0.587 * fill[1] + 0.114 * fill[2]
+    return OUTLINE_LIGHT if luminance < 150 else OUTLINE_DARK
+
+
 def size_radii(n_sizes: int) -> np.ndarray:
     return np.linspace(*RADIUS_RANGE, n_sizes).astype(np.float32)
 
 
-def unit_area(shape: str) -> float:
-    """Area of the shape with bounding radius 1 (shoelace formula)."""
+def unit_area(shape: str, aspect: str = "regular") -> float:
+    """Area of the shape with bounding radius 1 (shoelace formula), squashed by its aspect."""
+    sx, sy = ASPECTS[aspect]
     pts = SHAPES[shape]
     if pts is None:
-        return math.pi
+        return math.pi * sx * sy
     x, y = np.array(pts).T
-    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))))
+    return float(0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))) * sx * sy

@@ -13,7 +13,8 @@ from bindlab import look
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
-ATTRIBUTE_TYPES = ("size", "color", "texture")
+# The attribute types the renderer knows (bindlab/look.py); a vocabulary names values of exactly these.
+ATTRIBUTE_TYPES = ("size", "aspect", "shade", "color", "texture", "outline")
 MAX_OBJECTS = 4
 
 
@@ -54,7 +55,10 @@ class Vocab(_Strict):
                              f"{list(ATTRIBUTE_TYPES)} (any order)")
         for kind, words, known in [("vocab.shapes", self.shapes, look.SHAPES),
                                    ("vocab.attributes.color", self.attributes["color"], look.COLORS),
-                                   ("vocab.attributes.texture", self.attributes["texture"], look.TEXTURES)]:
+                                   ("vocab.attributes.texture", self.attributes["texture"], look.TEXTURES),
+                                   ("vocab.attributes.aspect", self.attributes["aspect"], look.ASPECTS),
+                                   ("vocab.attributes.shade", self.attributes["shade"], look.SHADES),
+                                   ("vocab.attributes.outline", self.attributes["outline"], look.OUTLINES)]:
             for w in words:
                 if w not in known:
                     raise ValueError(f"{kind}: {w!r} has no rendering; allowed: {', '.join(known)}")
@@ -101,6 +105,10 @@ class Render(_Strict):
 
 class Captions(_Strict):
     templates: list[str] = Field(min_length=1)
+    # Which attribute types an object phrase names when it names fewer than all (density < types):
+    # "random" (a uniformly random subset per object) or a priority list of every attribute type
+    # (the first `n` of it are named; checked against vocab.attributes in Params).
+    attribute_choice: Literal["random"] | list[str] = "random"
 
     @field_validator("templates")
     @classmethod
@@ -114,6 +122,9 @@ class Captions(_Strict):
 class Benchmark(_Strict):
     n: int = Field(gt=0)
     objects: dict[int, float]
+    # Attribute types each object phrase of a benchmark caption names (the same random set for every
+    # object of an image, drawn per image); items swap only named types (and the shape). null = all.
+    density: int | None = Field(default=None, ge=1)
 
     @field_validator("objects")
     @classmethod
@@ -271,6 +282,21 @@ class Params(_Strict):
                              f"allowed 0..{n_types}")
         for i, combo in enumerate(self.holdout):
             parse_combo(combo, self.vocab, f"holdout.{i}")
+        choice = self.captions.attribute_choice
+        if choice != "random" and sorted(choice) != sorted(self.vocab.attribute_types):
+            raise ValueError(f"captions.attribute_choice: {choice} must be 'random' or a priority list naming "
+                             f"every attribute type once: {self.vocab.attribute_types}")
+        if self.benchmark.density is not None and self.benchmark.density > n_types:
+            raise ValueError(f"benchmark.density: {self.benchmark.density} exceeds the {n_types} attribute "
+                             f"types; allowed 1..{n_types} (or null: all)")
+        if self.model is not None:
+            need = longest_caption_words(self) + 2  # + start and end tokens
+            for name, cfg in self.model.configs.items():
+                if cfg.tokenizer == "words" and cfg.text.context_length < need:
+                    raise ValueError(
+                        f"model.configs.{name}.text.context_length: {cfg.text.context_length} is shorter than the "
+                        f"longest possible caption ({need} tokens with start/end: {MAX_OBJECTS} objects x every "
+                        f"attribute type, longest template); raise it to at least {need}")
         return self
 
     def variant(self, name: str) -> Variant:
@@ -290,6 +316,14 @@ class Params(_Strict):
             raise ValueError(f"variants.{name}.scenes: {v.scenes!r} is not a scene set; "
                              f"allowed: {', '.join(self.scene_sets)}")
         return v
+
+
+def longest_caption_words(params: "Params") -> int:
+    """Words of the longest caption the vocabulary allows: MAX_OBJECTS objects, each 'a', every
+    attribute type and the shape, joined by 'and', in the template with the most words."""
+    per_object = 2 + len(params.vocab.attributes)
+    template = max(len(t.replace("{objects}", " ").split()) for t in params.captions.templates)
+    return template + MAX_OBJECTS * per_object + (MAX_OBJECTS - 1)
 
 
 def parse_combo(combo: str, vocab: Vocab, where: str) -> tuple[str, str, str]:

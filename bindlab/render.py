@@ -1,6 +1,7 @@
 """Rendering: scene table -> uint8 image array, with Pillow.
 
-Every (shape, size, texture) has a fixed look, so its anti-aliased masks are drawn once per process
+Every (shape, size, aspect, texture, outline) has a fixed silhouette, so its anti-aliased masks (fill,
+texture's second tone, outline band) are drawn once per process
 at `supersample` times the resolution and reduced (box filter) to the image size; an image is then a
 few masked pastes at whole-pixel positions. Chunks of scenes render in worker processes straight into
 one memory-mapped .npy, so the bytes do not depend on the worker count.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from bindlab import look
 from bindlab.errors import StageError
@@ -47,27 +48,47 @@ def _texture_mask(texture: str, size: int, ss: int, image_size: int) -> np.ndarr
 
 
 @lru_cache(maxsize=None)
-def object_masks(shape: str, radius_px: float, texture: str, ss: int, image_size: int) -> tuple[int, Image.Image, Image.Image]:
-    """(box side, primary-tone mask, second-tone mask) at image resolution, anti-aliased."""
+def _silhouette(shape: str, radius_px: float, ss: int, aspect: str, outline: str) -> tuple[np.ndarray, np.ndarray]:
+    """(silhouette, outline band) at supersampled resolution, boolean; shared by every texture."""
     side = int(math.ceil(2 * radius_px)) + 2
     big = side * ss
     c, r = big / 2, radius_px * ss
+    sx, sy = look.ASPECTS[aspect]
     silhouette = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(silhouette)
     pts = look.SHAPES[shape]
     if pts is None:
-        draw.ellipse((c - r, c - r, c + r, c + r), fill=255)
+        draw.ellipse((c - r * sx, c - r * sy, c + r * sx, c + r * sy), fill=255)
     else:
-        draw.polygon([(c + px * r, c + py * r) for px, py in pts], fill=255)
+        draw.polygon([(c + px * r * sx, c + py * r * sy) for px, py in pts], fill=255)
     sil = np.asarray(silhouette) > 127
-    second = _texture_mask(texture, big, ss, image_size) & sil
-    primary = sil & ~second
+    band = np.zeros_like(sil)
+    width = look.OUTLINES[outline] * r  # supersampled pixels
+    if width > 0:
+        # the outline: the silhouette minus its erosion by a square of `width` supersampled pixels
+        # (a 3x3 minimum applied `width` times: much cheaper than one large MinFilter)
+        inner = silhouette
+        for _ in range(int(round(width))):
+            inner = inner.filter(ImageFilter.MinFilter(3))
+        band = sil & ~(np.asarray(inner) > 127)
+    return sil, band
+
+
+@lru_cache(maxsize=None)
+def object_masks(shape: str, radius_px: float, texture: str, ss: int, image_size: int,
+                 aspect: str = "regular", outline: str = "unbordered") -> tuple[int, Image.Image, Image.Image, Image.Image]:
+    """(box side, primary-tone mask, second-tone mask, outline mask) at image resolution, anti-aliased."""
+    side = int(math.ceil(2 * radius_px)) + 2
+    big = side * ss
+    sil, band = _silhouette(shape, radius_px, ss, aspect, outline)
+    second = _texture_mask(texture, big, ss, image_size) & sil & ~band if texture != "plain" else np.zeros_like(sil)
+    primary = sil & ~second & ~band
 
     def reduce(mask: np.ndarray) -> Image.Image:  # box filter: the anti-aliasing
         img = Image.fromarray((mask * 255).astype(np.uint8))
         return img.reduce(ss) if ss > 1 else img
 
-    return side, reduce(primary), reduce(second)
+    return side, reduce(primary), reduce(second), reduce(band)
 
 
 class _Job:
@@ -83,8 +104,11 @@ class _Job:
         s = r.image_size
         self.shapes = scenes["shape"].to_list()
         self.textures = scenes["texture"].to_list()
-        self.colors = [look.COLORS[c] for c in scenes["color"].to_list()]
+        self.aspects = scenes["aspect"].to_list()
+        self.outlines = scenes["outline"].to_list()
+        self.colors = [look.shaded(look.COLORS[c], sh) for c, sh in zip(scenes["color"].to_list(), scenes["shade"].to_list())]
         self.shades = [tuple(int(v * SHADE) for v in c) for c in self.colors]
+        self.edges = [look.outline_color(c) for c in self.colors]
         self.radius_px = (scenes["radius"].to_numpy() * s).astype(np.float64).tolist()
         self.cx = (scenes["x"].to_numpy().astype(np.float64) * s).tolist()
         self.cy = (scenes["y"].to_numpy().astype(np.float64) * s).tolist()
@@ -103,13 +127,16 @@ class _Job:
         """Draw scene i onto the canvas with its top edge at row `top`."""
         s = self.image_size
         for k in range(self.bounds[i], self.bounds[i + 1]):
-            side, primary, second = object_masks(self.shapes[k], self.radius_px[k], self.textures[k], self.ss, s)
+            side, primary, second, band = object_masks(self.shapes[k], self.radius_px[k], self.textures[k],
+                                                       self.ss, s, self.aspects[k], self.outlines[k])
             x0 = int(round(self.cx[k] - side / 2))
             y0 = top + int(round(self.cy[k] - side / 2))
             box = (x0, y0, x0 + side, y0 + side)
             canvas.paste(self.colors[k], box, primary)
             if self.textures[k] != "plain":
                 canvas.paste(self.shades[k], box, second)
+            if self.outlines[k] != "unbordered":
+                canvas.paste(self.edges[k], box, band)
 
     def render_range(self, lo: int, hi: int) -> None:
         # A padding band between images catches the sub-pixel anti-aliased edge a rounded position
@@ -210,3 +237,48 @@ def render_stage(params: Params, paths: DataPaths, scene_set: str, workers: int 
     contact_sheet(images[:16], full_captions(params, first), paths.contact_sheet(scene_set),
                   title=f"scene set {scene_set!r}: first 16 scenes and their complete captions")
     print(f"rendered {len(images)} images {images.shape[1:]} -> {paths.images(scene_set)}")
+
+
+# --- the vocabulary sheet: every value of every attribute type, on every shape ---------------------
+
+def single_objects(params: Params, rows: list[dict]) -> pl.DataFrame:
+    """A scene table of one-object scenes, the object centred, from {attribute type or shape: value}
+    (unnamed attributes take their type's first value; the radius follows the size)."""
+    vocab = params.vocab
+    radii = look.size_radii(len(vocab.attributes["size"]))
+    out = []
+    for i, row in enumerate(rows):
+        obj = {t: values[0] for t, values in vocab.attributes.items()} | {"shape": vocab.shapes[0]} | row
+        r = float(radii[vocab.attributes["size"].index(obj["size"])])
+        out.append({"scene_id": i, "obj": 0, "n_objects": 1, **obj, "x": 0.5, "y": 0.5, "radius": r,
+                    "x0": 0.5 - r, "y0": 0.5 - r, "x1": 0.5 + r, "y1": 0.5 + r,
+                    "area": look.unit_area(obj["shape"], obj["aspect"]) * r * r, "saliency_rank": 0, "unseen": False})
+    from bindlab.contracts import SCENES
+    return pl.DataFrame(out).select(list(SCENES)).cast(SCENES)
+
+
+def vocabulary_rows(params: Params, base: dict | None = None) -> list[tuple[str, str, dict]]:
+    """(type, value, object) for every value of every attribute type on every shape; the other
+    attributes at `base` (default: the smallest size, so legibility is judged where it is hardest)."""
+    vocab = params.vocab
+    base = base or {"size": vocab.attributes["size"][0]}
+    return [(t, value, base | {t: value, "shape": shape})
+            for t, values in vocab.attributes.items() for value in values for shape in vocab.shapes]
+
+
+def vocabulary_sheet(params: Params, out: str | Path) -> int:
+    """A PNG: one row per attribute value, one column per shape, each at render.image_size (upscaled)."""
+    import tempfile
+
+    rows = vocabulary_rows(params)
+    scenes = single_objects(params, [obj for _, _, obj in rows])
+    with tempfile.TemporaryDirectory() as tmp:
+        npy = Path(tmp) / "vocab.npy"
+        render_to_npy(params, scenes, npy, workers=1, progress=False)
+        images = np.load(npy)
+    texts = [f"{value} {obj['shape']}" if obj["shape"] == params.vocab.shapes[0] else obj["shape"]
+             for t, value, obj in rows]
+    contact_sheet(images, texts, out, cols=len(params.vocab.shapes), scale=2,
+                  title="every value of every attribute type (one row each) on every shape; other attributes "
+                        "at their first value, size small unless the row is a size")
+    return len(images)

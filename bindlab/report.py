@@ -46,8 +46,8 @@ class Finding:
 
 
 FINDINGS = (
-    Finding(1, "Attribute density", "Too few attributes per object in the captions hurt binding "
-            "(too many may hurt as well).", ("density",), "attributes per mentioned object", "hurts_low"),
+    Finding(1, "Attribute density", "Too few or too many attributes per object in the captions hurt "
+            "binding: it peaks in between.", ("density",), "attributes per mentioned object", "peak"),
     Finding(2, "Number of objects", "The number of objects per image changes how well binding is learned.",
             ("scenes",), "mean objects per training image", "changes"),
     Finding(3, "Caption completeness", "Captions that mention only some of the objects hurt binding.",
@@ -310,12 +310,11 @@ def verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dic
     est = {p["variant"]: numbers.get(p["variant"], metric) for p in line}
     best_p = max(line, key=lambda p: est[p["variant"]].point)
     best = est[best_p["variant"]]
+    if finding.kind == "peak":
+        return _peak_verdict(params, numbers, line, est, chance)
     if finding.kind == "hurts_low":
         low = line[0]
         why = f"{_label(best_p)} {best.text()} vs lowest {_label(low)} {est[low['variant']].text()}"
-        if finding.number == 1 and best_p is not line[-1]:
-            drop = best - est[line[-1]["variant"]]
-            why += f"; the peak is below the highest density: {_label(line[-1])} lower by {drop.text(signed=True)}"
         return _effect_verdict(params, numbers, best - est[low["variant"]], best, chance, why)
     if finding.kind == "hurts_high":
         a, b = line[0], line[-1]
@@ -324,6 +323,59 @@ def verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dic
     lo_p = min(line, key=lambda p: est[p["variant"]].point)
     why = f"range from {_label(lo_p)} {est[lo_p['variant']].text()} to {_label(best_p)} {best.text()}"
     return _effect_verdict(params, numbers, best - est[lo_p["variant"]], best, chance, why)
+
+
+FEW_MAX = 1.0  # "too few": the noun only or one attribute (the paper's examples), densities <= this
+
+
+def _half_verdict(params: Params, numbers: Numbers, d: Est, best: Est, chance: float, why: str) -> dict:
+    """One half of finding 1. d = peak - the half's reference (>= 0 at the point): reproduced when its
+    interval lies above min_effect; not reproduced when it lies within +-min_effect (on data the model
+    learns from); otherwise inconclusive, with the reason."""
+    m = params.study.min_effect
+    why += f": {d.text(signed=True)}, an effect needs > {m}"
+    if d.lo > m:
+        return _result("reproduced", d, why)
+    if best.lo <= chance + m:
+        return _result("inconclusive", d, why + f"; no density clearly learned (peak {best.text()} vs chance "
+                       f"{chance:.3f} + {m})", _longer())
+    if -m < d.lo and d.hi < m:
+        return _result("not reproduced", d, why + f"; the interval lies within +-{m}")
+    return _result("inconclusive", d, why + f"; the interval straddles {m if d.hi >= m else -m}",
+                   _narrower(params, numbers))
+
+
+def _peak_verdict(params: Params, numbers: Numbers, line: list[dict], est: dict, chance: float) -> dict:
+    """Finding 1 on the density line (0 .. attribute types): the peak (highest point) against the best
+    of the 'too few' densities (<= FEW_MAX; the lowest density if none) and against the highest density.
+    A peak at either end gives a difference of exactly 0 on that side: that half is not reproduced."""
+    peak = max(line, key=lambda p: est[p["variant"]].point)
+    few = [p for p in line if p["x"] <= FEW_MAX] or [line[0]]
+    few_ref = max(few, key=lambda p: est[p["variant"]].point)
+    top = line[-1]
+    best = est[peak["variant"]]
+    halves = {
+        "too_few": _half_verdict(params, numbers, best - est[few_ref["variant"]], best, chance,
+                                 f"too few: peak {_label(peak)} - {_label(few_ref)}"),
+        "too_many": _half_verdict(params, numbers, best - est[top["variant"]], best, chance,
+                                  f"too many: peak {_label(peak)} - highest {_label(top)}"),
+    }
+    verdicts = [h["verdict"] for h in halves.values()]
+    if verdicts.count("reproduced") == 2:
+        overall = "reproduced"
+    elif "reproduced" in verdicts:
+        overall = "partly reproduced"
+    elif verdicts.count("not reproduced") == 2:
+        overall = "not reproduced"
+    else:
+        overall = "inconclusive"
+    why = (f"peak at {_label(peak)} {best.text()} | "
+           + " | ".join(f"{h['why']} -> {h['verdict']}" for h in halves.values()))
+    resolve = "; ".join(dict.fromkeys(h["resolve"] for h in halves.values() if h.get("resolve")))
+    first = halves["too_few"]
+    out = {"verdict": overall, "effect": first["effect"], "ci": first["ci"], "why": why,
+           "peak": {"variant": peak["variant"], "x": peak["x"]}, "halves": halves}
+    return out | ({"resolve": resolve} if resolve else {})
 
 
 def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float) -> dict:
@@ -389,6 +441,8 @@ def _plot(params: Params, finding: Finding, lines: list[list[dict]], result: dic
             for p in line:
                 ax.plot([p["x"]] * len(p["values"]), p["values"], ".", color=color, alpha=0.5)
                 ax.annotate(p["variant"], (p["x"], p["mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        if finding.kind == "peak" and result.get("peak"):
+            ax.axvline(result["peak"]["x"], color="tab:green", ls=":", lw=1, label="peak")
         ref = result.get("ideal_reference")
         if finding.kind == "no_fix" and ref:
             ax.axhspan(ref["lo"], ref["hi"], color="tab:green", alpha=0.15)
@@ -424,7 +478,7 @@ def _variant_rows(names: list[str], numbers: Numbers, x: dict | None = None) -> 
 
 CSS = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
        "table{border-collapse:collapse;font-size:13px;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 7px}"
-       ".reproduced{color:#070}.not{color:#a00}.inconclusive{color:#a60}.small{font-size:12px;color:#555}"
+       ".reproduced{color:#070}.partly{color:#06a}.not{color:#a00}.inconclusive{color:#a60}.small{font-size:12px;color:#555}"
        ".howto{background:#f6f6f6;padding:.5em 1em;font-size:13px}")
 
 
@@ -515,7 +569,10 @@ HOW_TO_READ = (
     "'no fix': the variants clearly learn, every improvement's interval lies below {m}, and the gap to ideal "
     "data stays above {m}); <b>not reproduced</b> when it lies on the other side of {m} on data the model "
     "learns from; <b>inconclusive</b> otherwise, with the condition that failed and the setting that would "
-    "resolve it. Chance: 0.5 for pairwise metrics and the probe (exact: a tie counts 1/2); strict binding's "
+    "resolve it. Finding 1 has two halves, each with its own verdict: <b>too few</b> compares the peak of the "
+    "density curve with the best density of at most one attribute, <b>too many</b> the peak with the highest "
+    "density; a half is reproduced when the interval of that difference lies above {m}, not reproduced when it "
+    "lies within &plusmn;{m}; the finding is <b>partly reproduced</b> when one half is. Chance: 0.5 for pairwise metrics and the probe (exact: a tie counts 1/2); strict binding's "
     "'1/(negatives+1)' assumes exchangeable scores, so the untrained model (the run's initialisation) is "
     "scored as well and shown as the measured chance. Finding 4 is judged on the items that involve the "
     "least salient object: the one a salient-first caption never names.</div>")
@@ -580,7 +637,8 @@ def report_stage(params: Params, paths: DataPaths, readme: str | Path | None = N
     write_json(out / "findings.json", {
         f"{f['number']}_{f['title'].lower().replace(' ', '_')}": {
             "effect": f["effect"], "effect_low": f["ci"][0] if f["ci"] else None,
-            "effect_high": f["ci"][1] if f["ci"] else None, "verdict": f["verdict"]}
+            "effect_high": f["ci"][1] if f["ci"] else None, "verdict": f["verdict"],
+            **{f"{half}_{k}": h[k] for half, h in f.get("halves", {}).items() for k in ("verdict", "effect")}}
         for f in result["findings"]})
     if readme:
         update_readme(Path(readme), markdown(result, training_minutes(params, paths)))

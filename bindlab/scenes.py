@@ -120,7 +120,8 @@ def sample_scenes(params: Params, n: int, objects: dict[int, float], stream: str
     order = np.lexsort((obj, centre_dist, -cols["size"], scene_id))
     rank = np.empty(total, dtype=np.int8)
     rank[order] = (np.arange(total) - np.repeat(starts, n_objects)).astype(np.int8)
-    unit_areas = np.array([look.unit_area(s) for s in vocab.shapes])
+    aspects = vocab.attributes["aspect"]
+    unit_areas = np.array([[look.unit_area(s, a) for a in aspects] for s in vocab.shapes])
 
     unseen = np.zeros(total, dtype=bool)
     for i, combo in enumerate(params.holdout):
@@ -140,7 +141,7 @@ def sample_scenes(params: Params, n: int, objects: dict[int, float], stream: str
         "y0": (y - radius).astype(np.float32),
         "x1": (x + radius).astype(np.float32),
         "y1": (y + radius).astype(np.float32),
-        "area": (unit_areas[cols["shape"]] * radius ** 2).astype(np.float32),
+        "area": (unit_areas[cols["shape"], cols["aspect"]] * radius ** 2).astype(np.float32),
         "saliency_rank": rank,
         "unseen": unseen,
     }

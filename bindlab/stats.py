@@ -53,13 +53,22 @@ def mention_stats(params: Params, captions: pl.DataFrame, scenes: pl.DataFrame) 
     phrase = pl.lit("a ") + pl.concat_str(
         [*[pl.when(attrs.list.contains(pl.lit(t))).then(pl.col(t)) for t in types], pl.col("shape")],
         separator=" ", ignore_nulls=True)
+    choice = params.captions.attribute_choice
+    if choice == "random":
+        as_declared = pl.lit(True)
+    else:  # a priority: the named types are the first n of it
+        rank = {t: i for i, t in enumerate(choice)}
+        worst = attrs.list.eval(pl.element().replace_strict(rank, default=len(types), return_dtype=pl.Int64)).list.max()
+        as_declared = (attrs.list.len() == 0) | (worst < attrs.list.len())
     return m.with_columns(
         n_attrs=attrs.list.len().cast(pl.Int64),
+        attrs_as_declared=as_declared,
         attrs_known=attrs.list.eval(pl.element().is_in(types)).list.all()
         & (attrs.list.n_unique() == attrs.list.len()),
         exists=pl.col("shape").is_not_null(),
         phrase=pl.when(pl.col("shape").is_not_null()).then(phrase),
-    ).select("row", "scene_id", "position", "obj", "n_attrs", "attrs_known", "exists", "saliency_rank", "x",
+    ).select("row", "scene_id", "position", "obj", "n_attrs", "attrs_known", "attrs_as_declared", "exists",
+             "saliency_rank", "x",
              "phrase")
 
 

@@ -130,6 +130,9 @@ def caption_suite(params: Params, v: Variant, name: str, cstats: pl.DataFrame, m
                              cfg.fraction_tolerance, cfg.z)
         s.mean(c, "completeness", lo, hi, f"declared completeness {cpl}: mean max(c*n, 1)/n")
 
+    # which attributes: captions.attribute_choice (random: any subset; a priority: its first n)
+    s.add("mentions", "ExpectColumnValuesToBeInSet", f"attribute choice {params.captions.attribute_choice}",
+          column="attrs_as_declared", value_set=[True])
     # density: attributes per mentioned object
     d = v.density
     lo_d, hi_d = math.floor(d), min(math.ceil(d), n_types)
@@ -257,7 +260,13 @@ def benchmark_suite(params: Params, paths: DataPaths) -> Suite:
     s = scene_suite(params, "benchmark", scenes, spec.objects, spec.n, n_images, training=False)
 
     allowed = allowed_words(params)
+    k = spec.density or len(params.vocab.attribute_types)
+    template_words = len(params.captions.templates[0].replace("{objects}", " ").split())
+    n_obj = pl.col("n_objects").cast(pl.Int64)
     items = bench["items"].with_columns(
+        # every object phrase names benchmark.density attribute types: 'a', k values, the shape
+        (pl.col("caption").str.split(" ").list.len() == template_words + n_obj * (k + 2) + n_obj - 1)
+        .cast(pl.Int8).alias("declared_density"),
         (pl.col("caption") != pl.col("negative")).cast(pl.Int8).alias("negative_differs"),
         (bag_of_words(pl.col("caption")) == bag_of_words(pl.col("negative"))).cast(pl.Int8).alias("same_words"),
         (words_outside(pl.col("caption"), allowed) + words_outside(pl.col("negative"), allowed)).alias("oov_words"))
@@ -272,6 +281,9 @@ def benchmark_suite(params: Params, paths: DataPaths) -> Suite:
     s.between("items", "scene_id", 0, n_images - 1, "every item's image exists")
     s.add("items", "ExpectColumnValuesToBeInSet", "swap an attribute type or the shape", column="swap",
           value_set=[*params.vocab.attribute_types, "shape"])
+    s.add("items", "ExpectColumnDistinctValuesToContainSet", "every attribute type and the shape is swapped",
+          column="swap", value_set=[*params.vocab.attribute_types, "shape"])
+    s.always("items", "declared_density", f"every object phrase names benchmark.density = {k} attribute types")
     s.between("items", "n_objects", 2, None, "binding needs two objects")
     s.add("items", "ExpectColumnPairValuesAToBeGreaterThanB", "two different objects", column_A="obj_b",
           column_B="obj_a")

@@ -30,8 +30,10 @@ def bench(tmp_path_factory):
     }
 
 
-def _phrases(caption: str) -> list[dict]:
-    return [dict(zip(["size", "color", "texture", "shape"], p.split()[1:])) for p in caption.split(" and ")]
+def _phrases(caption: str, params) -> list[dict]:
+    """Each object phrase as {type or 'shape': value} (every vocabulary word belongs to one type)."""
+    kind = {w: t for t, values in params.vocab.attributes.items() for w in values} | {s: "shape" for s in params.vocab.shapes}
+    return [{kind[w]: w for w in p.split()[1:]} for p in caption.split(" and ")]
 
 
 def test_every_image_has_two_or_more_objects_and_one_negative_per_differing_type(bench):
@@ -51,8 +53,8 @@ def test_negatives_are_same_words_wrong_binding_and_false(bench):
         assert row["negative"] != row["caption"]
         assert Counter(row["negative"].split()) == Counter(row["caption"].split())
         scene = objs[row["scene_id"]]
-        assert all(any(matches(o, d) for o in scene) for d in _phrases(row["caption"]))  # true caption is true
-        assert not all(any(matches(o, d) for o in scene) for d in _phrases(row["negative"]))  # negative is false
+        assert all(any(matches(o, d) for o in scene) for d in _phrases(row["caption"], params))  # true caption is true
+        assert not all(any(matches(o, d) for o in scene) for d in _phrases(row["negative"], params))  # negative is false
 
 
 def test_counterfactual_images_differ_only_inside_the_swapped_objects(bench):
@@ -96,3 +98,39 @@ def test_unseen_marks_held_out_combinations(bench):
     flagged = set(b["scenes"].filter(pl.col("unseen"))["scene_id"].to_list())
     items = b["items"]
     assert items.filter(pl.col("scene_id").is_in(list(flagged)))["unseen"].all()
+
+
+def test_captions_name_the_declared_density_and_the_counterfactual_makes_them_false(bench):
+    """benchmark.density attribute types per object phrase (the same set for every object of an image),
+    the swapped type among them; the true caption is false of the counterfactual image's scene."""
+    from bindlab.benchmark import swapped_scene
+    params, b = bench
+    k = params.benchmark.density
+    assert k is not None and k < len(params.vocab.attribute_types)  # the repository's choice: not the full description
+    objs = objects_of(b["scenes"])
+    named_sets = set()
+    for row in b["items"].iter_rows(named=True):
+        phrases = _phrases(row["caption"], params)
+        types = {frozenset(p) - {"shape"} for p in phrases}
+        assert len(types) == 1 and len(next(iter(types))) == k, row["caption"]
+        named = next(iter(types))
+        named_sets.add(named)
+        assert row["swap"] in named | {"shape"}
+        cf = swapped_scene(objs[row["scene_id"]], row["obj_a"], row["obj_b"], row["swap"])
+        assert not all(any(matches(o, d) for o in cf) for d in phrases), row
+    assert len(named_sets) > 5  # drawn per image, not one fixed set
+
+
+def test_full_description_when_the_density_is_null(tmp_path):
+    from bindlab.benchmark import build_items
+    from bindlab.params import load_params
+    from bindlab.scenes import sample_scenes
+    from conftest import tiny_params_dict, write_params
+    raw = tiny_params_dict(bench=40)
+    raw["benchmark"]["density"] = None
+    params = load_params(write_params(tmp_path, raw))
+    scenes = sample_scenes(params, 40, {2: 0.5, 3: 0.5}, "bench-null", holdout=False, swappable=True)
+    items, _ = build_items(params, scenes, np.random.default_rng(0))
+    n_types = len(params.vocab.attribute_types)
+    for row in items.iter_rows(named=True):
+        assert all(len(p) == n_types + 1 for p in _phrases(row["caption"], params))

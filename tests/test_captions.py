@@ -126,3 +126,41 @@ def test_same_params_same_bytes(params, scenes, tmp_path):
     write_parquet(a, tmp_path / "a.parquet")
     write_parquet(b, tmp_path / "b.parquet")
     assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+
+
+@pytest.mark.parametrize("density", [4, 5, 6, 4.5])
+def test_density_spans_every_attribute_type(params, scenes, density):
+    """Above the old three types: the fraction still mixes the two neighbours, mean exact."""
+    s = _stats(_captions(params, scenes, density=density), scenes)
+    per_object = s["attrs_per_obj"].explode()
+    assert len(params.vocab.attribute_types) == 6
+    assert density - 0.05 <= per_object.mean() <= density + 0.05
+    assert per_object.min() >= np.floor(density) and per_object.max() <= np.ceil(density)
+
+
+def test_attribute_choice_random_or_declared_priority(params, scenes):
+    types = params.vocab.attribute_types
+    named = Counter(t for attrs in _captions(params, scenes, density=2)["attrs"].to_list() for a in attrs for t in a)
+    share = np.array([named[t] for t in types]) / sum(named.values())
+    assert np.abs(share - 1 / len(types)).max() < 0.02  # random: every type named about equally often
+    priority = ["color", "outline", "size", "texture", "shade", "aspect"]
+    prio = params.model_copy(update={"captions": params.captions.model_copy(update={"attribute_choice": priority})})
+    caps = _captions(prio, scenes, density=2.5)
+    for attrs in caps["attrs"].head(500).to_list():
+        for a in attrs:
+            assert set(a) == set(priority[:len(a)]) and len(a) in (2, 3)
+
+
+def test_longest_caption_fits_the_text_context(params):
+    """Four objects, every attribute, the longest template: the words tokenizer keeps every word."""
+    from bindlab.model import WordTokenizer
+    from bindlab.params import MAX_OBJECTS, longest_caption_words
+    objs = [{t: v[-1] for t, v in params.vocab.attributes.items()} | {"shape": params.vocab.shapes[i]}
+            for i in range(MAX_OBJECTS)]
+    longest = max((caption_text([describe(o, params.vocab.attribute_types) for o in objs], t)
+                   for t in params.captions.templates), key=lambda c: len(c.split()))
+    assert len(longest.split()) == longest_caption_words(params)
+    for name, cfg in params.model.configs.items():
+        tok = WordTokenizer.for_params(params, cfg.text.context_length)
+        ids = tok([longest])[0]
+        assert ids[len(longest.split()) + 1] == tok.eot_id, name  # every word, then the end: no truncation

@@ -14,7 +14,7 @@ def _break(raw: dict, how: str) -> dict:
     elif how == "wrong_type":
         raw["render"]["image_size"] = "big"
     elif how == "density_too_high":
-        raw["variants"]["ideal"] = {"density": 4}
+        raw["variants"]["ideal"] = {"density": 7}
     elif how == "probability":
         raw["variants"]["ideal"] = {"saliency_bias": 1.5}
     elif how == "empty_vocab":
@@ -33,7 +33,7 @@ def _break(raw: dict, how: str) -> dict:
 CASES = {
     "unknown_key": ("render.colour_depth", "unknown key"),
     "wrong_type": ("render.image_size", "integer"),
-    "density_too_high": ("variants.ideal.density", "allowed 0..3"),
+    "density_too_high": ("variants.ideal.density", "allowed 0..6"),
     "probability": ("variants.ideal.saliency_bias", "less than or equal to 1"),
     "empty_vocab": ("vocab.attributes", "at least 2 values"),
     "override_unknown": ("variants.ideal.densty", "allowed: scenes, density"),
@@ -82,3 +82,27 @@ def test_repository_params_are_valid():
     params = load_params(REPO / "params.yaml")
     for name in params.variants:
         params.variant(name)
+
+
+@pytest.mark.parametrize("edit, key, hint", [
+    (lambda r: r["captions"].update(attribute_choice=["color", "size"]), "captions.attribute_choice", "every attribute type once"),
+    (lambda r: r["captions"].update(attribute_choice="salient"), "captions.attribute_choice", "random"),
+    (lambda r: r["benchmark"].update(density=7), "benchmark.density", "allowed 1..6"),
+    (lambda r: r["model"]["configs"]["cpu_vit"]["text"].update(context_length=32),
+     "model.configs.cpu_vit.text.context_length", "raise it to at least 41"),
+    (lambda r: r["vocab"]["attributes"].update(outline=["unbordered", "dashed"]), "vocab.attributes.outline",
+     "'dashed' has no rendering"),
+    (lambda r: r["vocab"]["attributes"].pop("shade"), "vocab.attributes", "must be exactly"),
+], ids=["priority_incomplete", "choice_unknown", "bench_density", "context_short", "unknown_outline", "type_missing"])
+def test_issue14_keys_are_validated(tmp_path, edit, key, hint):
+    import yaml
+    from bindlab.params import ParamsError, load_params
+    from conftest import REPO
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(raw)
+    f = tmp_path / "params.yaml"
+    f.write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(ParamsError) as err:
+        load_params(f)
+    msg = str(err.value)
+    assert key in msg and hint in msg and "\n" not in msg, msg

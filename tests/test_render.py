@@ -5,8 +5,10 @@ import hashlib
 
 import numpy as np
 import polars as pl
+import pytest
 
 from bindlab import look
+from bindlab.params import load_params
 from bindlab.render import render_to_npy
 from bindlab.scenes import sample_scenes
 
@@ -28,15 +30,16 @@ def test_bytes_identical_whatever_the_worker_count(tiny_params, tmp_path):
 
 
 def test_objects_have_their_colour_and_anti_aliased_edges(tiny_params, tmp_path):
-    scenes = sample_scenes(tiny_params, 300, {2: 1.0}, "test")
+    scenes = sample_scenes(tiny_params, 900, {2: 1.0}, "test")
     render_to_npy(tiny_params, scenes, tmp_path / "img.npy", workers=1, progress=False)
     images = np.load(tmp_path / "img.npy")
     s = tiny_params.render.image_size
-    plain = scenes.filter((pl.col("texture") == "plain") & (pl.col("shape") == "square"))
+    plain = scenes.filter((pl.col("texture") == "plain") & (pl.col("shape") == "square")
+                          & (pl.col("outline") == "unbordered"))
     assert len(plain) > 5
     for row in plain.iter_rows(named=True):
         pixel = images[row["scene_id"], int(row["y"] * s), int(row["x"] * s)]
-        assert tuple(pixel) == look.COLORS[row["color"]]
+        assert tuple(pixel) == look.shaded(look.COLORS[row["color"]], row["shade"])
     # anti-aliasing: edge pixels take intermediate values between object and background
     levels = {tuple(p) for p in images[:50].reshape(-1, 3)}
     assert len(levels) > 200
@@ -54,3 +57,42 @@ def test_textures_differ_visibly(tiny_params, tmp_path):
     for i in range(len(rows)):
         for j in range(i + 1, len(rows)):
             assert np.abs(images[i] - images[j]).sum(axis=-1).astype(bool).sum() >= 12, (i, j)
+
+
+@pytest.mark.parametrize("base", [{"size": "small"}, {"size": "small", "color": "yellow", "shade": "pale"},
+                                  {"size": "small", "color": "blue", "shade": "dark", "texture": "striped"}],
+                         ids=["red", "pale_yellow", "dark_blue_striped"])
+def test_no_two_values_of_a_type_render_alike_on_any_shape(tiny_params, tmp_path, base):
+    """Every value of every attribute type against every other value of that type, on every shape, at the
+    smallest size: at least 4 pixels differ by more than 40 levels (so no value is invisible)."""
+    from bindlab.render import single_objects, vocabulary_rows
+    rows = vocabulary_rows(tiny_params, base)
+    scenes = single_objects(tiny_params, [obj for _, _, obj in rows])
+    render_to_npy(tiny_params, scenes, tmp_path / "v.npy", workers=1, progress=False)
+    images = np.load(tmp_path / "v.npy").astype(int)
+    index = {(t, value, obj["shape"]): i for i, (t, value, obj) in enumerate(rows)}
+    checked = 0
+    for t, values in tiny_params.vocab.attributes.items():
+        for shape in tiny_params.vocab.shapes:
+            for i, a in enumerate(values):
+                for b in values[i + 1:]:
+                    diff = np.abs(images[index[t, a, shape]] - images[index[t, b, shape]]).max(-1)
+                    assert (diff > 40).sum() >= 4, (t, a, b, shape, base)
+                    checked += 1
+    assert checked == len(tiny_params.vocab.shapes) * sum(len(v) * (len(v) - 1) // 2
+                                                          for v in tiny_params.vocab.attributes.values())
+
+
+def test_vocabulary_sheet_shows_every_value_on_every_shape(tiny_params_file, tmp_path):
+    import subprocess
+    import sys
+    from PIL import Image
+    out = tmp_path / "vocab.png"
+    r = subprocess.run([sys.executable, "-m", "bindlab.cli", "look", "--params", str(tiny_params_file),
+                        "--data", str(tmp_path / "data"), "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    p = load_params(tiny_params_file)
+    n = len(p.vocab.shapes) * sum(len(v) for v in p.vocab.attributes.values())
+    assert f"{n} images" in r.stdout
+    w, h = Image.open(out).size
+    assert w > len(p.vocab.shapes) * 128 and h > sum(len(v) for v in p.vocab.attributes.values()) * 128

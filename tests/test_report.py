@@ -17,12 +17,27 @@ from conftest import tiny_params_dict, write_params
 # The binding level (i2t_pairwise, chance 0.5) each variant of params.yaml gets in these tests: density
 # and completeness help, saliency bias hurts (on the least salient object: LEAST), batch size and hard
 # negatives leave degraded data degraded.
-LEVEL = {"ideal": 0.96, "density_0": 0.55, "density_1": 0.65, "density_2": 0.85, "objects_2": 0.97,
+# Density rises to the ideal variant (the highest density of params.yaml): finding 1's "too many" half
+# is then not reproduced; PEAK is a study whose ideal variant sits at density 3, with binding falling after.
+LEVEL = {"ideal": 0.96, "density_0": 0.55, "density_1": 0.65, "density_2": 0.85, "density_3": 0.90,
+         "density_4": 0.93, "density_5": 0.95, "objects_2": 0.97,
          "objects_3": 0.93, "objects_4": 0.80, "one_object": 0.62, "completeness_50": 0.75,
          "saliency_50": 0.60, "saliency_100": 0.57, "batch_64": 0.95, "batch_512": 0.96,
          "completeness_50_batch_64": 0.74, "completeness_50_batch_512": 0.76, "completeness_50_hardneg": 0.76,
          "natural": 0.55}
 LEAST = {"completeness_50": 0.66, "saliency_50": 0.60, "saliency_100": 0.52}
+PEAK = {**{k: v for k, v in LEVEL.items() if k != "density_3"}, "density_4": 0.93, "density_5": 0.90,
+        "density_6": 0.85}
+
+
+def peak_study(raw: dict) -> dict:
+    """params.yaml with the ideal variant at density 3 (base) and density_6 for the top of the sweep."""
+    raw["base"]["density"] = 3
+    del raw["variants"]["density_3"]
+    raw["variants"]["density_6"] = {"scenes": "train", "density": 6}
+    return raw
+
+
 N_IMAGES = 2000
 KEYS = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "by_saliency.least.i2t_pairwise")
 
@@ -68,10 +83,12 @@ def write_metrics(data: Path, seeds=(0,), levels=LEVEL, least=LEAST, jitter=0.01
             timing.update(DataPaths(data).timing(f.parent), "train", {"seconds": 60.0})
 
 
-def setup(tmp_path: Path, seeds=(0,), **kw):
+def setup(tmp_path: Path, seeds=(0,), peak=False, **kw):
     from bindlab.params import load_params
     from bindlab.paths import DataPaths
-    raw = tiny_params_dict()
+    raw = peak_study(tiny_params_dict()) if peak else tiny_params_dict()
+    if peak:
+        kw.setdefault("levels", PEAK)
     raw["study"]["seeds"] = list(seeds)
     tmp_path.mkdir(parents=True, exist_ok=True)
     params_file = write_params(tmp_path, raw)
@@ -85,15 +102,19 @@ def by_number(findings: dict) -> dict[int, dict]:
 
 def test_every_finding_reproduced_from_numbers(tmp_path):
     from bindlab.report import report_stage
-    params, paths, _ = setup(tmp_path, seeds=(0, 1))
+    params, paths, _ = setup(tmp_path, seeds=(0, 1), peak=True)
     report_stage(params, paths)
     details = json.loads((paths.report / "details.json").read_text())
     f = by_number(details)
     assert [f[i]["verdict"] for i in range(1, 8)] == ["reproduced"] * 7, [f[i]["why"] for i in range(1, 8)]
-    # density: ideal (3) 0.96 vs density_0 0.55 (+0.01 for seed 1 on both): effect 0.41, paired interval
-    assert f[1]["effect"] == pytest.approx(0.41, abs=1e-9)
-    assert f[1]["ci"][0] > 0.05 and f[1]["ci"][0] < 0.41 < f[1]["ci"][1]
-    assert [p["variant"] for p in f[1]["lines"][0]] == ["density_0", "density_1", "density_2", "ideal"]
+    # density: peak ideal (3) 0.96 vs the best of densities <= 1, density_1 0.65 (+0.01 for seed 1 on
+    # both): effect 0.31, paired interval; and vs the highest density (density_6, 0.85): 0.11
+    assert f[1]["effect"] == pytest.approx(0.31, abs=1e-9)
+    assert f[1]["ci"][0] > 0.05 and f[1]["ci"][0] < 0.31 < f[1]["ci"][1]
+    assert f[1]["peak"] == {"variant": "ideal", "x": 3.0}
+    assert f[1]["halves"]["too_many"]["effect"] == pytest.approx(0.11, abs=1e-9)
+    assert [p["variant"] for p in f[1]["lines"][0]] == ["density_0", "density_1", "density_2", "ideal",
+                                                        "density_4", "density_5", "density_6"]
     assert all(p["lo"] <= p["mean"] <= p["hi"] for p in f[1]["lines"][0])
     # objects: ideal (2.99 objects) joins objects_2..4; range 0.97 - 0.80
     assert [p["x"] for p in f[2]["lines"][0]] == [2.0, 2.99, 3.0, 4.0]
@@ -111,7 +132,10 @@ def test_every_finding_reproduced_from_numbers(tmp_path):
     assert details["chance"]["i2t_strict_measured"] == 0.09 and details["chance"]["i2t_strict_computed"] == 0.2
     metrics = json.loads((paths.report / "findings.json").read_text())
     assert metrics["1_attribute_density"] == {"effect": f[1]["effect"], "effect_low": f[1]["ci"][0],
-                                              "effect_high": f[1]["ci"][1], "verdict": "reproduced"}
+                                              "effect_high": f[1]["ci"][1], "verdict": "reproduced",
+                                              "too_few_verdict": "reproduced", "too_few_effect": f[1]["effect"],
+                                              "too_many_verdict": "reproduced",
+                                              "too_many_effect": f[1]["halves"]["too_many"]["effect"]}
     page = (paths.report / "index.html").read_text()
     assert page.count("<img src=\"data:image/png;base64,") == 7  # self-contained: plots embedded
     assert 'href="../audit/density_0/index.html"' in page and "How to read this" in page
@@ -129,7 +153,8 @@ def verdicts(tmp_path, **kw) -> dict[int, dict]:
 
 def test_not_reproduced_when_the_interval_lies_below_min_effect(tmp_path):
     """Flat density and object count, a batch size that lifts degraded data, ideal data beaten."""
-    levels = dict(LEVEL, density_0=0.95, density_1=0.95, density_2=0.955, ideal=0.955, objects_2=0.955,
+    levels = dict(LEVEL, density_0=0.95, density_1=0.95, density_2=0.955, density_3=0.95, density_4=0.95,
+                  density_5=0.955, ideal=0.955, objects_2=0.955,
                   objects_3=0.955, objects_4=0.95, completeness_50_batch_512=0.90, batch_64=0.70, batch_512=0.70)
     f = verdicts(tmp_path, levels=levels)
     assert f[1]["verdict"] == "not reproduced" and f[1]["ci"][1] < 0.05
@@ -141,10 +166,11 @@ def test_not_reproduced_when_the_interval_lies_below_min_effect(tmp_path):
 
 def test_inconclusive_when_the_interval_contains_min_effect(tmp_path):
     """A 0.05 difference on 200 images: the interval straddles min_effect; more images would tell."""
-    levels = dict(LEVEL, ideal=0.96, density_0=0.91, density_1=0.92, density_2=0.93)
+    levels = dict(LEVEL, ideal=0.96, density_0=0.91, density_1=0.92, density_2=0.93, density_3=0.94,
+                  density_4=0.95, density_5=0.95)
     f = verdicts(tmp_path, levels=levels, n=200)
     assert f[1]["verdict"] == "inconclusive" and f[1]["ci"][0] < 0.05 < f[1]["ci"][1]
-    assert "interval contains 0.05" in f[1]["why"] and "benchmark.n, now 200 images" in f[1]["resolve"]
+    assert "interval straddles 0.05" in f[1]["why"] and "benchmark.n, now 200 images" in f[1]["resolve"]
 
 
 def test_inconclusive_when_nothing_is_learned(tmp_path):
@@ -166,6 +192,33 @@ def test_no_fix_needs_a_clear_gap_and_a_clear_lack_of_improvement(tmp_path):
     f = verdicts(tmp_path / "b", levels=dict(LEVEL, completeness_50=0.95, completeness_50_hardneg=0.95))
     assert f[6]["verdict"] == "inconclusive" and "gap to ideal data is not clearly >= 0.05" in f[6]["why"]
     assert verdicts(tmp_path / "c")[6]["verdict"] == "reproduced"
+
+
+def test_density_halves_each_get_a_verdict(tmp_path):
+    """Finding 1: rising to the highest density -> too few reproduced, too many not (the peak is the top:
+    a difference of exactly 0), so partly reproduced; a peak at density 1 -> too few not reproduced; a
+    0.05 fall after the peak on 200 images -> too many inconclusive (its interval straddles 0.05)."""
+    f = verdicts(tmp_path)[1]
+    assert f["verdict"] == "partly reproduced" and f["peak"]["variant"] == "ideal"
+    assert f["halves"]["too_few"]["verdict"] == "reproduced"
+    assert f["halves"]["too_few"]["effect"] == pytest.approx(0.96 - 0.65, abs=1e-9)
+    many = f["halves"]["too_many"]
+    assert many["verdict"] == "not reproduced" and many["effect"] == 0 and many["ci"] == [0, 0]
+    assert "too many: peak ideal (6) - highest ideal (6)" in f["why"]
+
+    low_peak = dict(PEAK, density_1=0.96, density_2=0.94, ideal=0.93, density_4=0.90, density_5=0.85,
+                    density_6=0.80)
+    f = verdicts(tmp_path / "b", peak=True, levels=low_peak)[1]
+    assert f["peak"] == {"variant": "density_1", "x": 1.0}
+    assert f["halves"]["too_few"]["verdict"] == "not reproduced" and f["halves"]["too_few"]["effect"] == 0
+    assert f["halves"]["too_many"]["verdict"] == "reproduced" and f["verdict"] == "partly reproduced"
+
+    f = verdicts(tmp_path / "c", peak=True, levels=dict(PEAK, density_4=0.93, density_5=0.92, density_6=0.91),
+                 n=200)[1]
+    many = f["halves"]["too_many"]
+    assert many["verdict"] == "inconclusive" and many["ci"][0] < 0.05 < many["ci"][1]
+    assert "straddles 0.05" in many["why"] and "benchmark.n, now 200 images" in many["resolve"]
+    assert f["halves"]["too_few"]["verdict"] == "reproduced" and f["verdict"] == "partly reproduced"
 
 
 def test_same_metrics_same_bytes_and_missing_runs(tmp_path):

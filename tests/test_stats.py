@@ -18,12 +18,14 @@ def _scenes() -> pl.DataFrame:
         (0, 0, "circle", "small", "red", "plain", 0.2, 2),
         (0, 1, "square", "medium", "blue", "striped", 0.8, 1),
         (0, 2, "star", "large", "green", "dotted", 0.5, 0),
-        (1, 0, "heart", "large", "white", "plain", 0.7, 0),
+        (1, 0, "heart", "large", "pink", "plain", 0.7, 0),
         (1, 1, "cross", "small", "cyan", "checkered", 0.1, 1),
     ]
     cols = ["scene_id", "obj", "shape", *TYPES, "x", "saliency_rank"]
+    # the attribute types of issue 14, at one value each (these tests name only the three above)
     return pl.DataFrame(rows, schema=cols, orient="row").with_columns(
-        pl.col("obj").cast(pl.Int8), pl.col("saliency_rank").cast(pl.Int8), pl.col("x").cast(pl.Float32))
+        pl.col("obj").cast(pl.Int8), pl.col("saliency_rank").cast(pl.Int8), pl.col("x").cast(pl.Float32),
+        aspect=pl.lit("regular"), shade=pl.lit("vivid"), outline=pl.lit("unbordered"))
 
 
 def _captions(rows: list[dict]) -> pl.DataFrame:
@@ -40,9 +42,9 @@ def test_exact_statistics_of_a_hand_built_table(tiny_params):
         {"scene_id": 0, "caption": "a picture of a small red circle and a square", "template": 1,
          "objects": [0, 1], "attrs": [["size", "color"], []]},
         # the most salient object of scene 1, all attributes, plus a word outside the vocabulary
-        {"scene_id": 1, "caption": "a large white plain heart teapot", "template": 0,
+        {"scene_id": 1, "caption": "a large pink plain heart teapot", "template": 0,
          "objects": [0], "attrs": [["size", "color", "texture"]],
-         "hard_negatives": ["a large white plain heart teapot"], "hard_negative_swaps": ["color"]},
+         "hard_negatives": ["a large pink plain heart teapot"], "hard_negative_swaps": ["color"]},
     ])
     mentions = mention_stats(tiny_params, caps, scenes)
     assert mentions["n_attrs"].to_list() == [2, 0, 3]
@@ -123,3 +125,18 @@ def test_stats_stage_writes_comparable_deterministic_outputs(tmp_path):
     rows = pl.concat([pl.read_parquet(paths.stats(v) / "summary.parquet") for v in ("natural", "one_object")],
                      how="diagonal")
     assert rows["variant"].to_list() == ["natural", "one_object"]
+
+
+def test_attribute_priority_is_checked_per_mention(tiny_params):
+    """With captions.attribute_choice a priority list, a mention must name the first n types of it."""
+    prio = ["color", "size", "texture", "shade", "aspect", "outline"]
+    params = tiny_params.model_copy(update={"captions": tiny_params.captions.model_copy(
+        update={"attribute_choice": prio})})
+    caps = _captions([
+        {"scene_id": 0, "caption": "a small red circle and a square", "template": 0, "objects": [0, 1],
+         "attrs": [["size", "color"], []]},                       # first two of the priority, then none
+        {"scene_id": 1, "caption": "a large heart", "template": 0, "objects": [0], "attrs": [["size"]]},  # not first
+    ])
+    m = mention_stats(params, caps, _scenes())
+    assert m["attrs_as_declared"].to_list() == [True, True, False]
+    assert mention_stats(tiny_params, caps, _scenes())["attrs_as_declared"].all()  # random: any subset

@@ -62,7 +62,7 @@ def test_dvc_study_end_to_end(tmp_path):
         {f"data/audit/{v}/properties.json" for v in ("ideal", "one_object")}
     assert set(files["data/metrics/ideal/seed0/binding.json"]) == {"i2t_pairwise", "i2t_strict", "t2i_pairwise",
                                                                    "probe", "r1_i2t"}
-    assert files["data/audit/ideal/properties.json"]["density"]["declared"] == 3
+    assert files["data/audit/ideal/properties.json"]["density"]["declared"] == 6  # every attribute type
 
     # nothing changed: a no-op, in well under 5 s
     t = time.perf_counter()

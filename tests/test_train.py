@@ -156,7 +156,7 @@ def test_hard_negative_batches_hold_exactly_the_declared_negatives(tiny):
     caps = pl.read_parquet(paths.captions("hn2")).sort("scene_id")
     idx = data.batch_indices(params.seed, 0, v.batch_size)
     batch = data.batch(idx)
-    assert batch["neg_tokens"].shape == (v.batch_size * 2, 32)
+    assert batch["neg_tokens"].shape == (v.batch_size * 2, params.model.config.text.context_length)
     for j, s in enumerate(idx.tolist()):
         negs = caps["hard_negatives"][s].to_list()
         rows = batch["neg_tokens"][2 * j:2 * j + 2]

@@ -118,7 +118,7 @@ def test_captions_of_another_variant_fail_their_declaration(study):
     # completeness_50's captions labelled natural: density 3 where 1 is declared
     shutil.copy(paths.captions("completeness_50"), paths.captions("natural"))
     with pytest.raises(StageError, match=r"mentions\.n_attrs: expect_column_mean_to_be_between expected 0\.95 \.\. "
-                                         r"1\.05, observed 3"):
+                                         r"1\.05, observed 6"):
         validate_variant(params, paths, "natural")
 
 

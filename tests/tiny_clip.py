@@ -9,7 +9,7 @@ from conftest import tiny_params_dict, write_params
 TINY_MODEL = {"embed_dim": 32, "tokenizer": "words",
               "vision": {"image_size": 64, "patch_size": 16, "width": 32, "layers": 1, "head_width": 16,
                          "block_type": "custom"},
-              "text": {"context_length": 32, "width": 32, "heads": 2, "layers": 1, "block_type": "custom"}}
+              "text": {"context_length": 48, "width": 32, "heads": 2, "layers": 1, "block_type": "custom"}}
 
 
 def tiny_raw(steps: int = 6, batch: int = 32) -> dict:
