@@ -81,7 +81,7 @@ def experiment(base: str = "ideal", name: str | None = None,
     Args:
         base: the variant to start from (a name under `variants` in params.yaml, e.g. ideal, density_1, one_object).
         name: the new variant's name (letters, digits, underscores); empty: whatif_BASE_HASH of the knobs.
-        density: attributes per mentioned object, 0 .. 3 (the attribute types size, color, texture); a fraction mixes neighbours.
+        density: attributes per mentioned object, 0 .. 6 (the attribute types size, aspect, shade, color, texture, outline); a fraction mixes neighbours.
         completeness: fraction of the image's objects a caption mentions, > 0 and <= 1.
         objects_mentioned: exact number of objects a caption mentions, >= 1 (overrides completeness).
         saliency_bias: probability that the mentioned objects are the most salient ones, 0 .. 1.
