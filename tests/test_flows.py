@@ -130,8 +130,8 @@ def test_experiment_bad_knob_fails_at_once(harness, in_folder):
     folder = project(in_folder / "study", raw(variants=("ideal",)))
     os.chdir(folder)
     before = (folder / "params.yaml").read_text()
-    with pytest.raises(ParamsError, match=r"^params: variants.whatif_ideal_\w+.density: .*exceeds the 3 attribute types"):
-        experiment(density=3.5)
+    with pytest.raises(ParamsError, match=r"^params: variants.whatif_ideal_\w+.density: .*exceeds the 6 attribute types"):
+        experiment(density=7.5)
     with pytest.raises(ParamsError, match=r"^params: variants.x.completeness: Input should be less than or equal to 1"):
         experiment(name="x", completeness=1.5)
     with pytest.raises(ParamsError, match=r"^base: unknown variant 'nope'"):

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import yaml
 from tiny_pipeline import dvc, env, project, raw
@@ -64,11 +63,9 @@ def test_dvc_study_end_to_end(tmp_path):
                                                                    "probe", "r1_i2t"}
     assert files["data/audit/ideal/properties.json"]["density"]["declared"] == 6  # every attribute type
 
-    # nothing changed: a no-op, in well under 5 s
-    t = time.perf_counter()
+    # nothing changed: a no-op (its time is a benchmark figure, not a test: README, The study)
     out = dvc(folder, "repro").stdout
-    seconds = time.perf_counter() - t
-    assert "Running stage" not in out and seconds < 5, (seconds, out)
+    assert "Running stage" not in out, out
 
     # one variant's knob: that variant's stages (and the cross-variant pages) only
     edit_params(folder, lambda r: r["variants"]["one_object"].update(objects_mentioned=2))
