@@ -93,6 +93,14 @@ def stop(proc: subprocess.Popen, timeout: float = 30) -> None:
         proc.wait()
 
 
+def stop_all(serving: subprocess.Popen | None, files: subprocess.Popen | None, server: subprocess.Popen) -> None:
+    """Stop the served deployments first, then the files server, then the Prefect server (the other
+    order hangs on shutdown); a process not started is None."""
+    for proc in (serving, files, server):
+        if proc is not None:
+            stop(proc)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=4200)
@@ -118,11 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
-        if serving is not None:
-            stop(serving)
-        if files is not None:
-            stop(files)
-        stop(server)
+        stop_all(serving, files, server)
 
 
 if __name__ == "__main__":

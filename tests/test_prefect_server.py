@@ -26,7 +26,7 @@ def api(port: int, path: str, body: dict) -> object:
 
 
 def test_served_deployment_runs_to_completion(tmp_path):
-    from flows.serve import prefect_env, start_server, start_serving, stop, wait_healthy
+    from flows.serve import prefect_env, start_server, start_serving, stop_all, wait_healthy
     port = free_port()
     env = prefect_env(port, home=tmp_path / "prefect_home")
     folder = project(tmp_path / "study", raw(variants=("ideal",)))
@@ -56,7 +56,5 @@ def test_served_deployment_runs_to_completion(tmp_path):
         artifacts = api(port, "/artifacts/filter", {})
         assert {"metrics-ideal", "study-report"} <= {a["key"] for a in artifacts}
     finally:
-        if serving is not None:
-            stop(serving)
-        stop(server)
+        stop_all(serving, None, server)
     assert server.poll() is not None and (serving is None or serving.poll() is not None)

@@ -41,7 +41,7 @@ def get(port: int, path: str) -> object:
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
-    from flows.serve import prefect_env, start_files, start_server, start_serving, stop, wait_healthy
+    from flows.serve import prefect_env, start_files, start_server, start_serving, stop_all, wait_healthy
     tmp = tmp_path_factory.mktemp("ui")
     port, files_port = free_port(), free_port()
     env = prefect_env(port, home=tmp / "prefect_home", files_port=files_port)
@@ -62,11 +62,7 @@ def ui(tmp_path_factory):
             raise AssertionError((tmp / "serve.log").read_text()[-3000:])
         yield {"port": port, "folder": folder, "deployments": deps, "log": tmp / "serve.log", "tmp": tmp}
     finally:
-        if serving is not None:
-            stop(serving)
-        if files is not None:
-            stop(files)
-        stop(server)
+        stop_all(serving, files, server)
 
 
 def trigger(ui, deployment: str, parameters: dict | None = None) -> str:
