@@ -10,9 +10,12 @@ PROFILE ?=
 # DVC's cache, and with it DVC's run-cache, is shared by every clone of the project on this machine:
 # a second clone restores each stage's outputs instead of recomputing them. Set BINDLAB_DVC_CACHE to
 # put it elsewhere; it is written to .dvc/config.local (git-ignored), never to the committed config.
+# Outputs are hard links into that cache (copies across file systems): a clone restores the 2.7 GB
+# of a study without copying it. DVC makes linked outputs read-only; every stage writes a new file
+# and renames it into place (bindlab/io.py), so no stage ever writes through a link into the cache.
 BINDLAB_DVC_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/bindlab/dvc
 
-.PHONY: study test venv ui cache
+.PHONY: study test venv ui cache datadocs
 
 $(PY): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,17 +25,24 @@ $(PY): pyproject.toml
 
 venv: $(PY)
 
+# The scripts and styles GX's Data Docs pages load, from the npm registry into .venv/share, so the
+# audit's validation pages open offline (bindlab/datadocs.py). A no-op once there; without npm the
+# pages keep their CDN links and the study runs all the same.
+datadocs: $(PY)
+	$(PY) -m bindlab.datadocs install
+
 cache: $(PY)
 	dvc config --local cache.dir "$(BINDLAB_DVC_CACHE)"
+	dvc config --local cache.type hardlink,copy
 
-study: $(PY) cache
+study: $(PY) cache datadocs
 	$(if $(PROFILE),dvc exp run -S profile=$(PROFILE),dvc repro)
 	$(PY) -m bindlab.cli report --readme README.md
 
 # The UI: local Prefect server on 127.0.0.1:4200 (home .prefect/) serving the study's deployments,
 # and data/ (reports, audit pages, plots) on 127.0.0.1:4201 for the links in the runs' artifacts.
-ui: $(PY)
+ui: $(PY) datadocs
 	$(PY) -m flows.serve --port 4200
 
-test: $(PY)
+test: $(PY) datadocs
 	$(PY) -m pytest -q

@@ -57,12 +57,17 @@ TEXTURES = ("plain", "striped", "dotted", "checkered")
 ASPECTS: dict[str, tuple[float, float]] = {"regular": (1.0, 1.0), "tall": (0.6, 1.0), "wide": (1.0, 0.6)}
 
 # Shade: the fill colour mixed towards white (t > 0) or darkened (t < 0) by this fraction.
-SHADES: dict[str, float] = {"pale": 0.4, "vivid": 0.0, "dark": -0.5}
+SHADES: dict[str, float] = {"pale": 0.4, "vivid": 0.0, "dark": -0.45}
 
-# Outline: a band along the inside of the silhouette, this fraction of the bounding radius wide (so a
-# small star keeps some fill inside a thick border), in a colour that contrasts with the (shaded)
-# fill: white on dark fills, gray on light ones.
-OUTLINES: dict[str, float] = {"unbordered": 0.0, "bordered": 0.13, "thickbordered": 0.26}
+# Outline: a band along the inside of the silhouette, this fraction of the silhouette's depth wide
+# (depth: how far its innermost pixel lies from the edge). Relative to the depth, not to the bounding
+# radius, so a squashed (tall/wide) shape or a thin star keeps as much fill, in proportion, as a round
+# one: a thick border never swallows the fill colour. At least OUTLINE_MIN_PX image pixels per unit of
+# fraction of a border (bordered >= 0.5 px, thickbordered >= 1 px) so a small shape's border stays
+# visible. The band's colour contrasts with the (shaded) fill: white on dark fills, gray on light ones.
+OUTLINES: dict[str, float] = {"unbordered": 0.0, "bordered": 0.2, "thickbordered": 0.4}
+OUTLINE_MIN_PX = 2.5   # image pixels per unit of OUTLINES' fraction: 0.5 px bordered, 1 px thickbordered
+OUTLINE_MAX = 0.45     # the band never takes more than this fraction of the depth
 OUTLINE_LIGHT, OUTLINE_DARK = (255, 255, 255), (70, 70, 70)
 
 COLORS: dict[str, tuple[int, int, int]] = {
@@ -73,7 +78,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
 
 # Bounding-circle radius of the smallest and the largest size, as a fraction of the image side;
 # sizes in between are spaced evenly.
-RADIUS_RANGE = (0.095, 0.19)
+RADIUS_RANGE = (0.12, 0.19)
 
 
 def shaded(color: tuple[int, int, int], shade: str) -> tuple[int, int, int]:

@@ -42,17 +42,26 @@ def _texture_mask(texture: str, size: int, ss: int, image_size: int) -> np.ndarr
         return ((xx // cell + yy // cell) % 2).astype(bool)
     if texture == "dotted":
         period *= 1.25  # wider spacing so each dot stays round after downsampling
-        c = (size / 2) % period  # dots centred on the object
+        c = size / 2 - period / 2  # a dot on the object's centre, so even a small object shows one
         return np.hypot((xx - c) % period - period / 2, (yy - c) % period - period / 2) < period * 0.3
     raise ValueError(f"unknown texture {texture!r}")
 
 
 @lru_cache(maxsize=None)
-def _silhouette(shape: str, radius_px: float, ss: int, aspect: str, outline: str) -> tuple[np.ndarray, np.ndarray]:
-    """(silhouette, outline band) at supersampled resolution, boolean; shared by every texture."""
-    side = int(math.ceil(2 * radius_px)) + 2
-    big = side * ss
-    c, r = big / 2, radius_px * ss
+def _unit_depth(shape: str, aspect: str, r: int = 64) -> float:
+    """How far the silhouette's innermost pixel lies from its edge, in bounding radii: erode a
+    radius-r drawing by a 3x3 minimum until nothing is left (the depth scales with the radius)."""
+    sil = _draw(shape, aspect, 2 * r + 4, r)
+    steps = 0
+    while sil.getbbox() is not None:
+        sil = sil.filter(ImageFilter.MinFilter(3))
+        steps += 1
+    return steps / r
+
+
+def _draw(shape: str, aspect: str, big: int, r: float) -> Image.Image:
+    """The filled silhouette, radius r pixels, centred in a big x big mask."""
+    c = big / 2
     sx, sy = look.ASPECTS[aspect]
     silhouette = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(silhouette)
@@ -61,15 +70,25 @@ def _silhouette(shape: str, radius_px: float, ss: int, aspect: str, outline: str
         draw.ellipse((c - r * sx, c - r * sy, c + r * sx, c + r * sy), fill=255)
     else:
         draw.polygon([(c + px * r * sx, c + py * r * sy) for px, py in pts], fill=255)
+    return silhouette
+
+
+@lru_cache(maxsize=None)
+def _silhouette(shape: str, radius_px: float, ss: int, aspect: str, outline: str) -> tuple[np.ndarray, np.ndarray]:
+    """(silhouette, outline band) at supersampled resolution, boolean; shared by every texture.
+    The band is OUTLINES' fraction of the silhouette's depth wide (bindlab/look.py)."""
+    side = int(math.ceil(2 * radius_px)) + 2
+    big = side * ss
+    r = radius_px * ss
+    silhouette = _draw(shape, aspect, big, r)
     sil = np.asarray(silhouette) > 127
     band = np.zeros_like(sil)
-    width = look.OUTLINES[outline] * r  # supersampled pixels
-    if width > 0:
-        # the outline: the silhouette minus its erosion by a square of `width` supersampled pixels
-        # (a 3x3 minimum applied `width` times: much cheaper than one large MinFilter)
+    if look.OUTLINES[outline] > 0:
+        fraction, depth = look.OUTLINES[outline], _unit_depth(shape, aspect) * r  # supersampled pixels
+        width = max(fraction * depth, fraction * look.OUTLINE_MIN_PX * ss)
         inner = silhouette
-        for _ in range(int(round(width))):
-            inner = inner.filter(ImageFilter.MinFilter(3))
+        for _ in range(max(1, int(round(min(width, look.OUTLINE_MAX * depth))))):
+            inner = inner.filter(ImageFilter.MinFilter(3))  # one supersampled pixel a step
         band = sil & ~(np.asarray(inner) > 127)
     return sil, band
 

@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from bindlab import datadocs
 from bindlab.errors import StageError
 from bindlab.io import atomic_dir, write_json
 from bindlab.params import Params, Variant
@@ -440,6 +442,9 @@ def _write_results(suite: Suite, out: Path, record: Path, validated: dict | None
     (results with run times, Data Docs) likewise to `record`. -> results."""
     with atomic_dir(out) as tmp, atomic_dir(record) as gx_tmp:
         rows, raw, pages = run_suites(suite, gx_tmp / "docs")
+        if not datadocs.make_offline(gx_tmp / "docs"):
+            print("Data Docs keep their CDN links (the pages need a network): "
+                  "run `python -m bindlab.datadocs install` to ship their scripts and styles", file=sys.stderr)
         failed = [r for r in rows if not r["success"]]
         results = {"target": suite.name, "success": not failed, "evaluated": len(rows), "failed": len(failed),
                    "docs": pages, "expectations": rows}

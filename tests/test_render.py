@@ -96,3 +96,39 @@ def test_vocabulary_sheet_shows_every_value_on_every_shape(tiny_params_file, tmp
     assert f"{n} images" in r.stdout
     w, h = Image.open(out).size
     assert w > len(p.vocab.shapes) * 128 and h > sum(len(v) for v in p.vocab.attributes.values()) * 128
+
+
+def test_every_value_stays_legible_in_every_combination(tiny_params, tmp_path):
+    """Each attribute value against every other value of its type, with the other types at every
+    combination of their values (colour: the darkest, the lightest and a middle one), on every shape:
+    never the same image (some pixel differs by more than 16 levels), and legible (at least 4 pixels
+    differ by more than 40 levels) in at least 98% of the combinations; the misses are small squashed
+    stars and diamonds inside a thick border, whose fill is a few pixels (README, Data contracts).
+    And the fill keeps at least a fifth of every silhouette, so no border, aspect or size swallows
+    the colour."""
+    import itertools
+    from bindlab.render import object_masks, single_objects
+    vocab = tiny_params.vocab
+    types = dict(vocab.attributes) | {"color": ["blue", "yellow", "red"], "shape": vocab.shapes}
+    names = list(types)
+    combos = list(itertools.product(*types.values()))
+    scenes = single_objects(tiny_params, [dict(zip(names, c)) for c in combos])
+    render_to_npy(tiny_params, scenes, tmp_path / "c.npy", workers=1, progress=False)
+    s = tiny_params.render.image_size
+    images = np.load(tmp_path / "c.npy").reshape(*(len(v) for v in types.values()), s, s, 3).astype(np.int16)
+    for axis, t in enumerate(names):
+        values = types[t]
+        for i, j in itertools.combinations(range(len(values)), 2):
+            diff = np.abs(np.take(images, i, axis=axis) - np.take(images, j, axis=axis)).max(-1)
+            visible = (diff > 40).sum(axis=(-1, -2))  # per combination of the other types
+            different = diff.max(axis=(-1, -2))
+            worst = np.unravel_index(different.argmin(), different.shape)
+            others = {n: types[n][k] for n, k in zip([n for n in names if n != t], worst)}
+            assert different.min() > 16, (t, values[i], values[j], others)
+            assert (visible >= 4).mean() >= 0.98, (t, values[i], values[j], float((visible >= 4).mean()))
+    radii = look.size_radii(len(vocab.attributes["size"]))
+    for shape, r, aspect, outline in itertools.product(vocab.shapes, radii, vocab.attributes["aspect"],
+                                                       vocab.attributes["outline"]):
+        _, fill, _, band = object_masks(shape, float(r) * s, "plain", tiny_params.render.supersample, s, aspect, outline)
+        fill, band = np.asarray(fill, float) / 255, np.asarray(band, float) / 255
+        assert fill.sum() >= 0.2 * (fill + band).sum(), (shape, r, aspect, outline, fill.sum(), band.sum())

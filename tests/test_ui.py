@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from browser import browser
 from test_prefect_server import free_port
 from tiny_pipeline import dvc, project, raw
 
@@ -152,24 +153,6 @@ def test_what_if_from_the_form(ui):
     rows = api(ui["port"], "/artifacts/filter", {"artifacts": {"key": {"any_": ["whatif-dens15"]}}})[0]["data"]
     shown = {r["variant"] for r in json.loads(rows)}   # beside ideal's when ideal was run (the test above)
     assert "dens15" in shown and ("ideal" in shown) == (folder / "data/metrics/ideal/seed0/eval.json").exists()
-
-
-def browser():
-    """Headless Chromium through selenium, or None with the reason."""
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        return None, "selenium is not installed (pip install selenium)"
-    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    driver = shutil.which("chromedriver")
-    if not chrome or not driver:
-        return None, "no chromium/chromedriver on PATH (Debian: apt-get install chromium chromium-driver)"
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chrome
-    for a in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
-        opts.add_argument(a)
-    return webdriver.Chrome(options=opts, service=Service(driver)), None
 
 
 def test_browser_quick_run(ui):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import numpy as np
 import polars as pl
@@ -163,3 +164,40 @@ def test_bad_input_is_one_clear_line(study, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "captions.parquet is missing" in err
     assert not (tmp_path / "validation").exists()
+
+
+def test_data_docs_open_offline(study):
+    """The GX Data Docs load no script or style from the network: every one is a relative link to a
+    file shipped beside the pages, and headless Chromium renders the index's table (bootstrap-table,
+    jQuery) and every stylesheet from file://."""
+    from bindlab import datadocs
+    if not datadocs.installed():
+        pytest.skip("Data Docs assets not installed (make datadocs: needs npm)")
+    params, paths, _ = study
+    validate_variant(params, paths, "density_2")
+    docs = paths.record(paths.validation("density_2")) / "docs"
+    pages = sorted(docs.rglob("*.html"))
+    assert len(pages) >= 3
+    loads = re.compile(r'<script[^>]*\bsrc="([^"]+)"|<link[^>]*\bhref="([^"]+)"')
+    for page in pages:
+        html = page.read_text()
+        for m in loads.finditer(html):
+            url = m.group(1) or m.group(2)
+            assert "://" not in url, (page.name, url)
+            assert (page.parent / url).resolve().is_file(), (page.name, url)
+        assert "amazonaws" not in html and "integrity=" not in html
+    from browser import browser
+    driver, why = browser()
+    if driver is None:
+        pytest.skip(why)
+    try:
+        driver.get((docs / "index.html").as_uri())
+        deadline = time.time() + 30
+        while "Showing 1 to" not in driver.find_element("tag name", "body").text and time.time() < deadline:
+            time.sleep(0.2)
+        text = driver.find_element("tag name", "body").text
+        assert "Showing 1 to" in text and "density_2" in text, text[:500]
+        assert driver.execute_script(
+            "return Array.from(document.querySelectorAll('link[rel=stylesheet]')).every(l => l.sheet !== null)")
+    finally:
+        driver.quit()
