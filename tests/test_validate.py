@@ -201,3 +201,21 @@ def test_data_docs_open_offline(study):
             "return Array.from(document.querySelectorAll('link[rel=stylesheet]')).every(l => l.sheet !== null)")
     finally:
         driver.quit()
+
+
+def test_data_docs_without_npm_keep_their_links_and_say_so(tmp_path, monkeypatch, capsys):
+    """No npm on PATH: the install says why in one line and exits 0 (the study runs all the same), and
+    make_offline leaves the pages as GX wrote them."""
+    from bindlab import datadocs
+    monkeypatch.setenv("BINDLAB_DATADOCS_ASSETS", str(tmp_path / "assets"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm here
+    assert datadocs.main(["install"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "npm not found" in err[0]
+    assert not (tmp_path / "assets").exists()
+    page = tmp_path / "docs" / "index.html"
+    page.parent.mkdir()
+    page.write_text('<script src="https://code.jquery.com/jquery-3.7.1.min.js"></script>')
+    assert datadocs.make_offline(page.parent) is False
+    assert "https://code.jquery.com" in page.read_text()
+    assert datadocs.main(["fetch"]) == 2
