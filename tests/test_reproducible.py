@@ -8,6 +8,7 @@ for every clone on a machine): every stage comes from DVC's run-cache, and one v
 retrains that variant only."""
 from __future__ import annotations
 
+import re
 import sys
 import time
 from pathlib import Path
@@ -73,3 +74,25 @@ def test_second_clone_restores_and_retrains_one_variant(first, tmp_path):
     p.write_text(yaml.safe_dump(r, sort_keys=False))
     out = dvc(clone, "repro").stdout
     assert "Running stage 'train@one_object-0'" in out and "Running stage 'train@ideal-0'" not in out
+
+
+def test_second_clone_of_a_committed_lock_checks_out_in_one_pass(first, tmp_path):
+    """With dvc.lock committed (as the project commits it), a fresh clone's `make study` checks the
+    lock's outputs out of the shared cache in one pass (hard links), then `dvc repro` finds nothing
+    stale: no stage runs, and every output is the first project's byte for byte."""
+    a_folder, cache = first
+    src = tmp_path / "src"
+    run(tmp_path, "git", "clone", "-q", str(a_folder), str(src))
+    (src / "dvc.lock").write_bytes((a_folder / "dvc.lock").read_bytes())
+    run(src, "git", "add", "dvc.lock")
+    run(src, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "study lock")
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(src), str(clone))
+    out = make_study(clone, cache)
+    assert "Running stage" not in out and "is cached - skipping" not in out, out[-3000:]
+    assert re.search(r"^A\s+data/models/ideal/seed0/?$", out, re.M), out[-3000:]  # dvc checkout's line
+    assert "Stage 'train@ideal-0' didn't change, skipping" in out
+    assert (clone / "dvc.lock").read_text() == (a_folder / "dvc.lock").read_text()
+    model = clone / "data/models/ideal/seed0/last.pt"
+    assert model.read_bytes() == (a_folder / "data/models/ideal/seed0/last.pt").read_bytes()
+    assert model.stat().st_nlink > 1  # a hard link into the cache, not a copy
