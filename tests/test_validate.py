@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 
 import numpy as np
 import polars as pl
@@ -194,10 +193,13 @@ def test_data_docs_open_offline(study):
     if driver is None:
         pytest.skip(why)
     try:
+        from selenium.common.exceptions import TimeoutException
+        from selenium.webdriver.support.ui import WebDriverWait
         driver.get((docs / "index.html").as_uri())
-        deadline = time.time() + 30
-        while "Showing 1 to" not in driver.find_element("tag name", "body").text and time.time() < deadline:
-            time.sleep(0.2)
+        try:  # bootstrap-table writes the table's footer once jQuery and it have run
+            WebDriverWait(driver, 30).until(lambda d: "Showing 1 to" in d.find_element("tag name", "body").text)
+        except TimeoutException:
+            pass  # the assertion below shows what the page says instead
         text = driver.find_element("tag name", "body").text
         assert "Showing 1 to" in text and "scenes_train" in text, text[:500]
         assert driver.execute_script(
