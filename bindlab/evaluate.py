@@ -217,11 +217,13 @@ def ledger_table(ids: np.ndarray, ledger: Ledger) -> pl.DataFrame:
 # --- scoring a model on the benchmark ----------------------------------------------------------
 
 class Encoder:
-    """Normalised image and text features of a model, in batches, without gradients."""
+    """Normalised image and text features of a model, in batches, without gradients. `text_fn(model,
+    tokens)` encodes a batch of tokens (default: open_clip's encode_text)."""
 
-    def __init__(self, model, tokenizer, image_fn, device: str, batch: int):
+    def __init__(self, model, tokenizer, image_fn, device: str, batch: int, text_fn=None):
         self.model, self.tokenizer, self.image_fn = model, tokenizer, image_fn
         self.device, self.batch = device, batch
+        self.text_fn = text_fn or (lambda m, t: m.encode_text(t, normalize=True))
 
     def images(self, images: np.ndarray) -> np.ndarray:
         import torch
@@ -233,13 +235,22 @@ class Encoder:
         return np.concatenate(out)
 
     def texts(self, texts: list[str]) -> np.ndarray:
+        """Features of `texts`, in order. Each distinct text is encoded once, in batches of similar
+        token counts, so a text_fn that cuts padding (encode_text_unpadded) cuts nearly all of it:
+        the text tower is most of the evaluation's work."""
         import torch
-        out = []
+        distinct, where = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
+        tokens = np.asarray(self.tokenizer(distinct.tolist()))
+        order = np.argsort((tokens != 0).sum(1), kind="stable")
+        feats = None
         with torch.no_grad():
-            for i in range(0, len(texts), self.batch):
-                t = torch.as_tensor(np.asarray(self.tokenizer(texts[i:i + self.batch])), device=self.device)
-                out.append(self.model.encode_text(t, normalize=True).float().cpu().numpy())
-        return np.concatenate(out)
+            for i in range(0, len(order), self.batch):
+                rows = order[i:i + self.batch]
+                f = self.text_fn(self.model, torch.as_tensor(tokens[rows], device=self.device)).float().cpu().numpy()
+                if feats is None:
+                    feats = np.empty((len(distinct), f.shape[1]), dtype=f.dtype)
+                feats[rows] = f
+        return feats[where.reshape(-1)]
 
 
 def load_benchmark(folder: Path, n: int | None = None) -> dict:
@@ -290,7 +301,7 @@ def untrained_chance(enc: Encoder, spec: dict, seed: int, bench: dict) -> dict:
     with torch.random.fork_rng(devices=[]):  # leave the caller's RNG as it was
         torch.manual_seed(seed)
         model = build_model(spec).to(enc.device).eval()
-    fresh = Encoder(model, enc.tokenizer, enc.image_fn, enc.device, enc.batch)
+    fresh = Encoder(model, enc.tokenizer, enc.image_fn, enc.device, enc.batch, enc.text_fn)
     sc = score_benchmark(fresh, bench, counterfactual=False)
     _, ledger, _ = binding_ledger(bench["items"], bench["probes"], sc["s_true"], sc["s_neg"], sc["s_cf"],
                                   sc["p_true"], sc["p_false"], sc["sim"])
@@ -303,7 +314,7 @@ def untrained_chance(enc: Encoder, spec: dict, seed: int, bench: dict) -> dict:
 
 def bindlab_encoder(path: Path, device: str, batch: int, made_by: str = "bindlab train --fresh"):
     """Encoder of a bindlab checkpoint (self-describing), and the checkpoint dict."""
-    from bindlab.model import load_model
+    from bindlab.model import encode_text_unpadded, load_model
     from bindlab.train import images_to_tensor
     model, tokenizer, ck = load_model(path, device, made_by)
     size = ck["model_spec"]["vision"]["image_size"]
@@ -315,7 +326,7 @@ def bindlab_encoder(path: Path, device: str, batch: int, made_by: str = "bindlab
             t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return t
 
-    return Encoder(model, tokenizer, image_fn, device, batch), ck
+    return Encoder(model, tokenizer, image_fn, device, batch, encode_text_unpadded), ck
 
 
 def openclip_encoder(name: str, weights: Path, device: str, batch: int) -> Encoder:

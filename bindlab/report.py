@@ -378,6 +378,30 @@ def _peak_verdict(params: Params, numbers: Numbers, line: list[dict], est: dict,
     return out | ({"resolve": resolve} if resolve else {})
 
 
+def own_format_probe(paths: DataPaths, runs: dict, line: list[dict]) -> list[dict]:
+    """Finding 1's format check: each density variant's probe at its own density k (`probe_by_k.k`: one
+    object, k named attributes, wrongly bound in the false phrase), k >= 1. The benchmark's captions are
+    full descriptions, outside the low densities' training format; the probe names as many attributes
+    per object as the variant's own captions. Shown beside the verdict, not used by it."""
+    points = []
+    for p in line:
+        k = p["x"]
+        if k < 1 or k != int(k):
+            continue
+        key = f"probe_by_k.{int(k)}"
+        try:
+            e = Numbers(paths, {p["variant"]: runs[p["variant"]]}, [key]).get(p["variant"], key)
+        except StageError:  # the benchmark has no probe naming k attributes
+            continue
+        points.append({"variant": p["variant"], "x": k, "mean": e.point, "lo": e.lo, "hi": e.hi})
+    return points
+
+
+def _own_format_text(points: list[dict]) -> str:
+    return ("probe at the variant's own density (one object, k attributes; not used by the verdict): "
+            + ", ".join(f"{p['x']:g}: {_ci_text(p['mean'], p['lo'], p['hi'])}" for p in points))
+
+
 def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float) -> dict:
     ideal, near, m = params.study.ideal, params.study.near_perfect, params.study.min_effect
     if ideal not in numbers.tables:
@@ -443,6 +467,10 @@ def _plot(params: Params, finding: Finding, lines: list[list[dict]], result: dic
                 ax.annotate(p["variant"], (p["x"], p["mean"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
         if finding.kind == "peak" and result.get("peak"):
             ax.axvline(result["peak"]["x"], color="tab:green", ls=":", lw=1, label="peak")
+        if result.get("own_format_probe"):
+            own = result["own_format_probe"]
+            _errorbar(ax, [p["x"] for p in own], own, fmt="--s", ms=3, color="tab:purple", alpha=0.8,
+                      label="probe at own density")
         ref = result.get("ideal_reference")
         if finding.kind == "no_fix" and ref:
             ax.axhspan(ref["lo"], ref["hi"], color="tab:green", alpha=0.15)
@@ -508,6 +536,8 @@ def build(params: Params, paths: DataPaths) -> dict:
                  "chance": chance_of(runs, metric), **v, "lines": [[_point(p) for p in line] for line in lines]}
         if f.kind == "ideal":
             entry["variants"] = [_point(_variant_point(numbers, n, metric)) for n in sorted(runs)]
+        if f.kind == "peak" and lines:
+            entry["own_format_probe"] = own_format_probe(paths, runs, lines[0])
         if params.study.ideal in runs:
             entry["ideal_reference"] = _point(_variant_point(numbers, params.study.ideal, metric))
         out["findings"].append(entry)
@@ -551,7 +581,8 @@ def markdown(result: dict, minutes: float | None = None) -> str:
              + (f", {strict:.3f} measured on the untrained model." if strict is not None else "."), "",
              "| # | finding | verdict | effect [95% CI] | the numbers | to resolve |", "|---|---|---|---|---|---|"]
     for f in result["findings"]:
-        lines.append(f"| {f['number']} | {f['title']} | **{f['verdict']}** | {_effect_cell(f)} | {f['why']} "
+        why = f["why"] + (" | " + _own_format_text(f["own_format_probe"]) if f.get("own_format_probe") else "")
+        lines.append(f"| {f['number']} | {f['title']} | **{f['verdict']}** | {_effect_cell(f)} | {why} "
                      f"| {f.get('resolve', '')} |")
     if result["missing_runs"]:
         lines += ["", f"Missing runs (not in the report): {', '.join(result['missing_runs'])}."]
@@ -596,6 +627,10 @@ def html_page(params: Params, result: dict) -> str:
                      f"<p><b>The paper's claim:</b> <i>{html.escape(f['claim'])}</i></p>"
                      f"<p class=\"small\">metric <code>{html.escape(f['metric'])}</code>, chance {f['chance']:.3f}</p>"
                      f"<p class=\"{f['verdict'].split()[0]}\"><b>{f['verdict']}</b>: {html.escape(f['why'])}{resolve}</p>")
+        if f.get("own_format_probe"):
+            parts.append(f"<p class=\"small\">{html.escape(_own_format_text(f['own_format_probe']))}. The benchmark's "
+                         "captions are full descriptions, outside the format of the low densities' training captions; "
+                         "the probe names as many attributes per object as their own captions.</p>")
         parts.append(f'<img src="{_plot(params, spec, lines, f)}" alt="{html.escape(f["title"])}">')
         if spec.kind == "ideal":
             parts.append(_variant_rows(sorted(numbers.tables), numbers))

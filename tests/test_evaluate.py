@@ -207,6 +207,23 @@ def test_bench_commands_print_their_figures(trained, capsys):
     assert "today (fp32 eager)" in out and "project (tiny as in params.yaml" in out and "data wait" in out
     assert re.search(r"project \(tiny.*\d+\.\d+ +\d+\.\d\dx", out)
     assert "image tower" in out and "full benchmark" in out
+    assert re.search(r"\(before\), \d+\.\d s with each distinct text once, padding cut \(now\): \d+\.\d\dx", out)
     assert out.count("(target >= 0.93)") >= 1 and out.count("(target <= 0.35)") >= 1
     assert "on the object counts it was trained on (2, 3)" in out
     assert "     3 " in out and "     6 " in out   # the curve over the snapshots of steps 3 and 6
+
+
+def test_text_features_match_open_clip_per_text_in_order_with_repeats(trained):
+    """Encoder.texts encodes each distinct text once, batched by length with the padding cut: the
+    features must equal open_clip's own encode_text of each text, in the caller's order."""
+    from bindlab.evaluate import bindlab_encoder
+    _, _, paths = trained
+    enc, _ = bindlab_encoder(paths.model("ideal", 0) / "last.pt", "cpu", batch=3)
+    texts = ["a red circle", "a small blue square and a red circle", "a red circle",
+             "a picture of a green star", "a blue square"]
+    got = enc.texts(texts)
+    with torch.no_grad():
+        want = enc.model.encode_text(torch.as_tensor(np.asarray(enc.tokenizer(texts))), normalize=True).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert np.array_equal(got[0], got[2])

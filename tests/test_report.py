@@ -221,6 +221,29 @@ def test_density_halves_each_get_a_verdict(tmp_path):
     assert f["halves"]["too_few"]["verdict"] == "reproduced" and f["verdict"] == "partly reproduced"
 
 
+def test_finding_1_shows_the_probe_at_each_variants_own_density(tmp_path):
+    """Beside finding 1's verdict: each density variant's probe_by_k at its own k (one object, k named
+    attributes) with its interval. Density 0 has nothing to probe; a run without probes of its k (here
+    density_3 and density_4) is left out; the verdict is the same as without it."""
+    from bindlab.report import build, markdown
+    params, paths, _ = setup(tmp_path)
+    before = by_number(build(params, paths))[1]
+    own = {"density_1": (1, 0.52), "density_2": (2, 0.55), "density_5": (5, 0.60), "ideal": (6, 0.70)}
+    for v, (k, level) in own.items():
+        f = paths.metrics(v, 0) / "per_image.parquet"
+        pl.read_parquet(f).with_columns(pl.Series(f"probe_by_k.{k}:num", wins(level, N_IMAGES)),
+                                        pl.Series(f"probe_by_k.{k}:den", np.ones(N_IMAGES))).write_parquet(f)
+    result = build(params, paths)
+    f1 = by_number(result)[1]
+    points = {p["variant"]: p for p in f1["own_format_probe"]}
+    assert set(points) == set(own)
+    for v, (k, level) in own.items():
+        assert points[v]["x"] == k and points[v]["mean"] == pytest.approx(level, abs=1e-9)
+        assert points[v]["lo"] < level < points[v]["hi"] and points[v]["hi"] - points[v]["lo"] < 0.06
+    assert (f1["verdict"], f1["halves"]) == (before["verdict"], before["halves"])
+    assert "probe at the variant's own density" in markdown(result) and "6: 0.700 [" in markdown(result)
+
+
 def test_same_metrics_same_bytes_and_missing_runs(tmp_path):
     from bindlab.report import report_stage
     params, paths, _ = setup(tmp_path, skip={("natural", 0), ("saliency_50", 0)})
