@@ -15,7 +15,7 @@ def test_profiles_of_params_yaml(tmp_path):
     assert quick.scene_sets["train"].n == raw["profiles"]["quick"]["scene_sets"]["train"]["n"]
     assert quick.variant("ideal").steps == raw["profiles"]["quick"]["base"]["steps"]
     # a merge, not a replacement: the variant keeps its own knobs
-    assert quick.variant("completeness_50_batch_512").completeness == 0.5
+    assert quick.variant("completeness_50_batch_256").completeness == 0.5
     assert quick.vocab == default.vocab
     raw["profile"] = "gpu"
     gpu = load_params(write_params(tmp_path, raw))

@@ -22,8 +22,8 @@ from conftest import tiny_params_dict, write_params
 LEVEL = {"ideal": 0.96, "density_0": 0.55, "density_1": 0.65, "density_2": 0.85, "density_3": 0.90,
          "density_4": 0.93, "density_5": 0.95, "objects_2": 0.97,
          "objects_3": 0.93, "objects_4": 0.80, "one_object": 0.62, "completeness_50": 0.75,
-         "saliency_50": 0.60, "saliency_100": 0.57, "batch_64": 0.95, "batch_512": 0.96,
-         "completeness_50_batch_64": 0.74, "completeness_50_batch_512": 0.76, "completeness_50_hardneg": 0.76,
+         "saliency_50": 0.60, "saliency_100": 0.57, "batch_64": 0.95, "batch_256": 0.96,
+         "completeness_50_batch_64": 0.74, "completeness_50_batch_256": 0.76, "completeness_50_hardneg": 0.76,
          "natural": 0.55}
 LEAST = {"completeness_50": 0.66, "saliency_50": 0.60, "saliency_100": 0.52}
 PEAK = {**{k: v for k, v in LEVEL.items() if k != "density_3"}, "density_4": 0.93, "density_5": 0.90,
@@ -126,7 +126,7 @@ def test_every_finding_reproduced_from_numbers(tmp_path):
     assert f[4]["effect"] == pytest.approx(0.14, abs=1e-9)
     # batch: a line on ideal data and one on degraded (completeness 0.5) data; no fix on the degraded one
     assert sorted(len(line) for line in f[5]["lines"]) == [3, 3]
-    assert "gap ideal - completeness_50_batch_512" in f[5]["why"]
+    assert "gap ideal - completeness_50_batch_256" in f[5]["why"]
     assert f[6]["lines"][0][-1]["variant"] == "completeness_50_hardneg"
     assert f[7]["effect"] == pytest.approx(0.965, abs=1e-9) and f[7]["ci"][0] >= 0.9
     assert details["chance"]["i2t_strict_measured"] == 0.09 and details["chance"]["i2t_strict_computed"] == 0.2
@@ -155,12 +155,12 @@ def test_not_reproduced_when_the_interval_lies_below_min_effect(tmp_path):
     """Flat density and object count, a batch size that lifts degraded data, ideal data beaten."""
     levels = dict(LEVEL, density_0=0.95, density_1=0.95, density_2=0.955, density_3=0.95, density_4=0.95,
                   density_5=0.955, ideal=0.955, objects_2=0.955,
-                  objects_3=0.955, objects_4=0.95, completeness_50_batch_512=0.90, batch_64=0.70, batch_512=0.70)
+                  objects_3=0.955, objects_4=0.95, completeness_50_batch_256=0.90, batch_64=0.70, batch_256=0.70)
     f = verdicts(tmp_path, levels=levels)
     assert f[1]["verdict"] == "not reproduced" and f[1]["ci"][1] < 0.05
     assert f[2]["verdict"] == "not reproduced"
     assert f[5]["verdict"] == "not reproduced" and "improves binding beyond 0.05" in f[5]["why"]
-    f = verdicts(tmp_path / "b", levels=dict(LEVEL, ideal=0.70, batch_512=0.85))
+    f = verdicts(tmp_path / "b", levels=dict(LEVEL, ideal=0.70, batch_256=0.85))
     assert f[7]["verdict"] == "not reproduced" and "ideal data is not the best" in f[7]["why"]
 
 
