@@ -378,22 +378,20 @@ def _peak_verdict(params: Params, numbers: Numbers, line: list[dict], est: dict,
     return out | ({"resolve": resolve} if resolve else {})
 
 
-def own_format_probe(paths: DataPaths, runs: dict, line: list[dict]) -> list[dict]:
+def own_format_probe(numbers: Numbers, line: list[dict]) -> list[dict]:
     """Finding 1's format check: each density variant's probe at its own density k (`probe_by_k.k`: one
     object, k named attributes, wrongly bound in the false phrase), k >= 1. The benchmark's captions are
     full descriptions, outside the low densities' training format; the probe names as many attributes
-    per object as the variant's own captions. Shown beside the verdict, not used by it."""
+    per object as the variant's own captions. Shown beside the verdict, not used by it; a run whose
+    benchmark has no probe naming k attributes has no such column and is left out."""
     points = []
     for p in line:
-        k = p["x"]
-        if k < 1 or k != int(k):
-            continue
+        k, v = p["x"], p["variant"]
         key = f"probe_by_k.{int(k)}"
-        try:
-            e = Numbers(paths, {p["variant"]: runs[p["variant"]]}, [key]).get(p["variant"], key)
-        except StageError:  # the benchmark has no probe naming k attributes
+        if k < 1 or k != int(k) or not numbers.has(v, key):
             continue
-        points.append({"variant": p["variant"], "x": k, "mean": e.point, "lo": e.lo, "hi": e.hi})
+        e = numbers.get(v, key)
+        points.append({"variant": v, "x": k, "mean": e.point, "lo": e.lo, "hi": e.hi})
     return points
 
 
@@ -537,7 +535,7 @@ def build(params: Params, paths: DataPaths) -> dict:
         if f.kind == "ideal":
             entry["variants"] = [_point(_variant_point(numbers, n, metric)) for n in sorted(runs)]
         if f.kind == "peak" and lines:
-            entry["own_format_probe"] = own_format_probe(paths, runs, lines[0])
+            entry["own_format_probe"] = own_format_probe(numbers, lines[0])
         if params.study.ideal in runs:
             entry["ideal_reference"] = _point(_variant_point(numbers, params.study.ideal, metric))
         out["findings"].append(entry)
