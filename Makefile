@@ -39,9 +39,11 @@ cache: $(PY)
 # in one pass (as hard links; what the cache lacks is skipped): `dvc repro` alone would restore them
 # stage by stage from the run-cache, rewriting the 12,000-line dvc.lock after each of 136 stages,
 # which was 94% of a second clone's 400 s. Then `dvc repro` runs only what is stale.
+# A profile with run_variants (quick) runs the stages of those variants only (and what they need): they
+# are the experiment's targets. Its report goes to data/report; only the default study writes the README.
 study: $(PY) cache datadocs
-	$(if $(PROFILE),dvc exp run -S profile=$(PROFILE),[ -d data ] || dvc checkout --allow-missing; dvc repro)
-	$(PY) -m bindlab.cli report --readme README.md
+	$(if $(PROFILE),targets="$$($(PY) -m flows.study --targets $(PROFILE))" && dvc exp run -S profile=$(PROFILE) $$targets,[ -d data ] || dvc checkout --allow-missing; dvc repro)
+	$(PY) -m bindlab.cli report $(if $(PROFILE),,--readme README.md)
 
 # The UI: local Prefect server on 127.0.0.1:4200 (home .prefect/) serving the study's deployments,
 # and data/ (reports, audit pages, plots) on 127.0.0.1:4201 for the links in the runs' artifacts.

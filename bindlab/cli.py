@@ -94,8 +94,14 @@ def _train(args) -> None:
 
 
 def _evaluate(args) -> None:
-    from bindlab.evaluate import evaluate_stage
+    from bindlab.evaluate import curve_stage, evaluate_stage
     params, paths = _ctx(args)
+    if args.curve:
+        if args.variant is None or args.checkpoint or args.model:
+            raise StageError("evaluate --curve: give --variant NAME (a trained run's weight snapshots), "
+                             "not --checkpoint or --model")
+        curve_stage(params, paths, args.variant, args.seed, threads=args.threads)
+        return
     r = evaluate_stage(params, paths, args.variant, args.seed, checkpoint=args.checkpoint,
                        model_name=args.model, out=args.out, threads=args.threads)
     print(f"evaluate {r['variant'] or r['model']}: i2t pairwise {r['i2t_pairwise']:.3f}  strict "
@@ -188,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: the run's metrics folder, or "
                                                "data/metrics/external/CHECKPOINT_NAME)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: train.threads)")
+    p.add_argument("--curve", action="store_true", help="score every weight snapshot of the run instead "
+                                                        "(binding against training): data/metrics/VARIANT/seedS/curve.json")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("report", help="the findings report: data/report/index.html, summary.md, findings.json")

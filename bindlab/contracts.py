@@ -67,6 +67,9 @@ RESULT_ROW = {"table": str, "column": str, "expectation": str, "expected": str, 
               "success": bool, "why": str}
 EVAL = {"variant": str, "seed": int, "chance": dict}
 EVAL_INTERVALS = {"ci": dict, "bootstrap": dict}   # bindlab/intervals.py: key -> [low, high], and how
+CURVE = {"variant": str, "seed": int, "batch_size": int, "steps": int, "points": list}
+CURVE_POINT = {"step": int, "samples": int, "i2t_pairwise": NUM, "i2t_strict": NUM,
+               "i2t_pairwise_ci": (list, type(None)), "i2t_strict_ci": (list, type(None))}
 PER_IMAGE = {"scene_id": I64}   # + `KEY:num`, `KEY:den` (f64) per metric key (bindlab/evaluate.py ledger)
 CHECKPOINT = {"model": dict, "model_spec": dict, "run": dict, "step": int}
 RESUME = {"optimizer": dict, "scheduler": dict, "log": list}  # what `train` needs beyond a weights file
@@ -283,6 +286,22 @@ def read_eval(path, variant: str, seed: int, metric: str) -> dict:
     if (result["variant"], result["seed"]) != (variant, seed):
         fail(path, f"is the result of {result['variant']} seed {result['seed']}, not {variant} seed {seed}", made_by)
     return result
+
+
+def read_curve(path, variant: str, seed: int) -> dict:
+    """curve.json of the run (variant, seed): binding at each weight snapshot, steps ascending."""
+    made_by = f"bindlab evaluate --curve --variant {variant} --seed {seed}"
+    curve = read_json(path, CURVE, made_by)
+    if (curve["variant"], curve["seed"]) != (variant, seed):
+        fail(path, f"is the curve of {curve['variant']} seed {curve['seed']}, not {variant} seed {seed}", made_by)
+    for i, point in enumerate(curve["points"]):
+        if not isinstance(point, dict):
+            fail(path, f"points[{i}] is not an object", made_by)
+        check_keys(f"{path} points[{i}]", point, CURVE_POINT, made_by)
+    steps = [p["step"] for p in curve["points"]]
+    if not steps or steps != sorted(set(steps)):
+        fail(path, "points must be non-empty with steps ascending and distinct", made_by)
+    return curve
 
 
 def read_per_image(path, variant: str, seed: int, keys, n_items: int | None = None) -> pl.DataFrame:

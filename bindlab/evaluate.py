@@ -409,6 +409,46 @@ def evaluate_stage(params: Params, paths: DataPaths, variant: str | None = None,
     return result
 
 
+CURVE_KEYS = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe")
+
+
+def curve_stage(params: Params, paths: DataPaths, variant: str, seed: int | None = None,
+                threads: int | None = None) -> dict:
+    """Binding against training (finding 7's curve): every weight snapshot of the run (one per
+    train.checkpoint_every steps, and the last) scored on the benchmark, each metric with its 95%
+    interval over images; writes data/metrics/VARIANT/seedS/curve.json. Steps and samples, not minutes:
+    the file is hashed, wall-clock time is in the run's timing record."""
+    import torch
+    from bindlab.intervals import ratio_interval
+    from bindlab.train import training_params
+    _, tp = training_params(params)
+    seed = params.seed if seed is None else seed
+    v = params.variant(variant)
+    folder = paths.model(variant, seed)
+    made_by = f"bindlab train --variant {variant} --seed {seed} --fresh"
+    snaps = sorted(folder.glob("weights_step*.pt"))
+    if not snaps:
+        raise StageError(f"{folder}: no weight snapshots (weights_step*.pt); regenerate them with `{made_by}`")
+    torch.set_num_threads(threads or tp.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bench = load_benchmark(paths.benchmark, params.benchmark.n)
+    points = []
+    for i, snap in enumerate(snaps, 1):
+        enc, ck = bindlab_encoder(snap, device, tp.eval_batch, made_by=made_by)
+        sc = score_benchmark(enc, bench)
+        _, ledger, _ = binding_ledger(bench["items"], bench["probes"], sc["s_true"], sc["s_neg"], sc["s_cf"],
+                                      sc["p_true"], sc["p_false"], sc["sim"])
+        pt = {"step": ck["step"], "samples": ck["step"] * v.batch_size}
+        for k in CURVE_KEYS:
+            pt[k], pt[f"{k}_ci"] = _ratio(*ledger[k]), ratio_interval(*ledger[k])
+        points.append(pt)
+        print(f"curve {variant} seed {seed}: step {pt['step']} ({i}/{len(snaps)}): i2t pairwise "
+              f"{pt['i2t_pairwise']:.3f}  strict {pt['i2t_strict']:.3f}", flush=True)
+    result = {"variant": variant, "seed": seed, "batch_size": v.batch_size, "steps": v.steps, "points": points}
+    write_json(paths.metrics(variant, seed) / "curve.json", result)
+    return result
+
+
 def write_plots(result: dict, folder: Path) -> None:
     """by_swap.png (accuracy per swapped attribute type, chance marked) and, when train.tsv is
     beside it, train_curve.png (loss over steps)."""

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from bindlab import intervals
-from bindlab.contracts import read_eval, read_per_image
+from bindlab.contracts import read_curve, read_eval, read_per_image
 from bindlab.errors import StageError
 from bindlab.figures import figure_png, png_uri
 from bindlab.io import atomic_path, write_json
@@ -66,9 +66,10 @@ FINDINGS = (
 # --- inputs -----------------------------------------------------------------------------------
 
 def load_runs(params: Params, paths: DataPaths) -> tuple[dict[str, dict[int, dict]], list[str]]:
-    """variant -> seed -> eval.json, over study.seeds; and the runs that are missing."""
+    """variant -> seed -> eval.json, over study.seeds and run_variants (every variant when null); and
+    the runs that are missing."""
     runs, missing, first_missing = {}, [], None
-    for name in params.variants:
+    for name in params.run_variants or params.variants:
         for seed in params.study.seeds:
             f = paths.metrics(name, seed) / "eval.json"
             if not f.exists():
@@ -177,6 +178,8 @@ def comparisons(params: Params, finding: Finding, runs: dict, numbers: Numbers |
     metric = finding_metric(params, finding)
     groups: dict[tuple, list[dict]] = {}
     for name in runs:
+        if name == params.study.ideal_long != params.study.ideal:
+            continue  # finding 7's longer run: outside the shared budget of the comparisons
         v = params.variant(name)
         key = tuple((k, getattr(v, k)) for k in KNOBS if k not in finding.varies)
         if numbers is not None:
@@ -401,23 +404,28 @@ def _own_format_text(points: list[dict]) -> str:
 
 
 def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float) -> dict:
+    """Judged on study.ideal_long (the ideal data trained longer) when it ran, else on study.ideal;
+    'ideal data is not the best' compares study.ideal with the other variants at their shared budget."""
     ideal, near, m = params.study.ideal, params.study.near_perfect, params.study.min_effect
-    if ideal not in numbers.tables:
+    judged = params.study.ideal_long if params.study.ideal_long in numbers.tables else ideal
+    if judged not in numbers.tables:
         return _result("inconclusive", None, f"no run of the ideal variant {ideal!r}", f"evaluate {ideal}")
-    e = numbers.get(ideal, metric)
-    why = f"{ideal}: {metric} {e.text()} (chance {chance:.3f}); 'almost perfect' >= {near}"
-    others = {n: numbers.get(n, metric) for n in numbers.tables if n != ideal}
+    e = numbers.get(judged, metric)
+    v = params.variant(judged)
+    why = (f"{judged} ({v.steps} steps x batch {v.batch_size}): {metric} {e.text()} (chance {chance:.3f}); "
+           f"'almost perfect' >= {near}")
     if e.lo >= near:
         return _result("reproduced", e, why)
-    if others:
+    others = {n: numbers.get(n, metric) for n in numbers.tables if n not in (ideal, judged)}
+    if others and ideal in numbers.tables:
         name = max(others, key=lambda n: others[n].point)
-        d = others[name] - e
-        why += f"; best other variant {name} {others[name].text()}, {d.text(signed=True)} above ideal"
+        d = others[name] - numbers.get(ideal, metric)
+        why += f"; best other variant {name} {others[name].text()}, {d.text(signed=True)} above {ideal}"
         if d.lo > m:
             return _result("not reproduced", e, why + f" (beyond {m}): ideal data is not the best")
     if e.hi < near:
         return _result("inconclusive", e, why + "; below 'almost perfect' at this model and training size",
-                       "train the ideal variant longer (base.steps) or a larger model (model.name)")
+                       f"train {judged} longer (variants.{judged}.steps) or a larger model (model.name)")
     return _result("inconclusive", e, why + f"; the interval contains {near}", _narrower(params, numbers))
 
 
@@ -438,12 +446,17 @@ def _plot(params: Params, finding: Finding, lines: list[list[dict]], result: dic
     import matplotlib.pyplot as plt
 
     metric, ideal, chance = result["metric"], params.study.ideal, result["chance"]
-    fig, ax = plt.subplots(figsize=(5.6, 3.4))
+    curves = result.get("curves") or []
+    fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(10.4 if curves else 5.6, 3.4), squeeze=False)
+    ax = axes[0][0]
+    if curves:
+        _curve_plot(axes[0][1], params, curves, chance)
     if finding.kind == "ideal":
         rows = sorted(result["variants"], key=lambda r: r["mean"])
         ys = np.arange(len(rows))
         means = np.array([r["mean"] for r in rows])
-        ax.barh(ys, means, color=["tab:green" if r["variant"] == ideal else "tab:gray" for r in rows],
+        green = {ideal, params.study.ideal_long}
+        ax.barh(ys, means, color=["tab:green" if r["variant"] in green else "tab:gray" for r in rows],
                 xerr=[means - [r["lo"] for r in rows], np.array([r["hi"] for r in rows]) - means], capsize=2)
         for i, r in enumerate(rows):
             ax.plot(r["values"], [i] * len(r["values"]), "k.", ms=4)
@@ -485,6 +498,27 @@ def _plot(params: Params, finding: Finding, lines: list[list[dict]], result: dic
     return png_uri(figure_png(fig, dpi=90))
 
 
+def _curve_plot(ax, params: Params, curves: list[dict], chance: float) -> None:
+    """Finding 7's run against samples seen: pairwise and strict with 95% interval bars, per seed; the
+    comparisons' shared budget (study.ideal's samples) as a dotted line."""
+    for c in curves:
+        xs = [p["samples"] / 1000 for p in c["points"]]
+        for key, color in (("i2t_pairwise", "tab:green"), ("i2t_strict", "tab:blue")):
+            pts = [{"mean": p[key], "lo": (p[f"{key}_ci"] or [p[key]] * 2)[0],
+                    "hi": (p[f"{key}_ci"] or [p[key]] * 2)[1]} for p in c["points"]]
+            _errorbar(ax, xs, pts, fmt="-o", ms=3, color=color,
+                      label=f"{key}" + (f" (seed {c['seed']})" if len(curves) > 1 else ""))
+    shared = params.variant(params.study.ideal)
+    ax.axvline(shared.steps * shared.batch_size / 1000, color="k", ls=":", lw=1,
+               label=f"{params.study.ideal}'s budget")
+    ax.axhline(params.study.near_perfect, color="tab:green", ls=":", lw=1, label="almost perfect")
+    ax.axhline(chance, color="k", ls="--", lw=1, label="chance (pairwise)")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(f"thousands of samples seen ({curves[0]['variant']}, batch {curves[0]['batch_size']})")
+    ax.set_title("binding against training", fontsize=10)
+    ax.legend(fontsize=7)
+
+
 def _ci_text(mean: float, lo, hi) -> str:
     return f"{mean:.3f}" + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]")
 
@@ -500,6 +534,18 @@ def _variant_rows(names: list[str], numbers: Numbers, x: dict | None = None) -> 
                     f"{xcell}<td>{seeds}</td>{cells}</tr>")
     head = "<th>variant</th>" + ("<th>x</th>" if x else "") + "<th>seeds</th>" + "".join(f"<th>{k}</th>" for k in SHOWN)
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _curve_rows(curve: dict) -> str:
+    """Finding 7's curve as a table: binding at each weight snapshot of the run."""
+    def cell(p: dict, key: str) -> str:
+        ci = p[f"{key}_ci"]
+        return f"<td>{_ci_text(p[key], *(ci or [None, None]))}</td>"
+    rows = "".join(f"<tr><td>{p['step']}</td><td>{p['samples']:,}</td>{cell(p, 'i2t_pairwise')}{cell(p, 'i2t_strict')}</tr>"
+                   for p in curve["points"])
+    return (f"<p class=\"small\">{html.escape(curve['variant'])} seed {curve['seed']}, binding against training "
+            f"(every weight snapshot scored on the benchmark):</p><table><tr><th>step</th><th>samples seen</th>"
+            f"<th>i2t_pairwise</th><th>i2t_strict</th></tr>{rows}</table>")
 
 
 CSS = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
@@ -534,12 +580,25 @@ def build(params: Params, paths: DataPaths) -> dict:
                  "chance": chance_of(runs, metric), **v, "lines": [[_point(p) for p in line] for line in lines]}
         if f.kind == "ideal":
             entry["variants"] = [_point(_variant_point(numbers, n, metric)) for n in sorted(runs)]
+            entry["curves"] = load_curves(params, paths, runs)
         if f.kind == "peak" and lines:
             entry["own_format_probe"] = own_format_probe(numbers, lines[0])
         if params.study.ideal in runs:
             entry["ideal_reference"] = _point(_variant_point(numbers, params.study.ideal, metric))
         out["findings"].append(entry)
     return out | {"_numbers": numbers}
+
+
+def load_curves(params: Params, paths: DataPaths, runs: dict) -> list[dict]:
+    """Finding 7's binding-against-training curves (dvc.yaml stage `curve`), one per seed of the judged
+    run; none when that run or its curve.json is missing (a run without the curve stage)."""
+    name = params.study.ideal_long
+    out = []
+    for seed in sorted(runs.get(name, {})):
+        f = paths.metrics(name, seed) / "curve.json"
+        if f.exists():
+            out.append(read_curve(f, name, seed))
+    return out
 
 
 def training_minutes(params: Params, paths: DataPaths) -> float | None:
@@ -632,6 +691,7 @@ def html_page(params: Params, result: dict) -> str:
         parts.append(f'<img src="{_plot(params, spec, lines, f)}" alt="{html.escape(f["title"])}">')
         if spec.kind == "ideal":
             parts.append(_variant_rows(sorted(numbers.tables), numbers))
+            parts += [_curve_rows(c) for c in f.get("curves") or []]
         for line in lines:
             parts.append(_variant_rows([p["variant"] for p in line], numbers, {p["variant"]: p["x"] for p in line}))
     if result["missing_runs"]:

@@ -84,6 +84,20 @@ def make_runner(runner: Runner, workers: int, dask_address: str | None = None):
     return ProcessPoolTaskRunner(max_workers=workers)
 
 
+def variant_of(s: dvc_sync.Stage, variants: set[str]) -> str | None:
+    """The variant a stage belongs to (`audit@V`, `train@V-S`), None for shared and plain stages."""
+    if s.key in variants:
+        return s.key
+    v, _, seed = (s.key or "").rpartition("-")
+    return v if v in variants and seed.isdigit() else None
+
+
+def of_run(s: dvc_sync.Stage, variants: set[str], chosen: set[str], seeds: set[int]) -> bool:
+    """The stage belongs to one of the `chosen` variants and, when it is per seed, to one of `seeds`."""
+    v = variant_of(s, variants)
+    return v in chosen and (s.key == v or int(s.key.rpartition("-")[2]) in seeds)
+
+
 def select(stages: dict[str, dvc_sync.Stage], variants: set[str], chosen: set[str],
            seeds: set[int]) -> list[str]:
     """The stages a run of the `chosen` variants needs, in DVC's order: the stages of those variants
@@ -91,14 +105,10 @@ def select(stages: dict[str, dvc_sync.Stage], variants: set[str], chosen: set[st
     beside `render@SET`), and every plain stage (the benchmark, the cross-variant pages, the report).
     Stages of other variants are left out."""
     def of_variant(s: dvc_sync.Stage) -> str | None:
-        if s.key in variants:
-            return s.key
-        v, _, seed = (s.key or "").rpartition("-")
-        return v if v in variants and seed.isdigit() else None
+        return variant_of(s, variants)
 
     def wanted(s: dvc_sync.Stage) -> bool:
-        v = of_variant(s)
-        return v in chosen and (s.key == v or int(s.key.rpartition("-")[2]) in seeds)
+        return of_run(s, variants, chosen, seeds)
 
     picked = {n for n, s in stages.items() if wanted(s)}
     todo = list(picked)
@@ -187,7 +197,8 @@ def run_study(variants: list[str] | None, seeds: list[int] | None, runner: Runne
     if not (root / "dvc.yaml").exists():
         raise ParamsError(f"{root}: no dvc.yaml; run the flow in the project folder")
     params = load_params(root / "params.yaml")
-    chosen = list(variants or params.variants)
+    subset = variants or params.run_variants   # a profile's run_variants (e.g. quick) when none are named
+    chosen = list(subset or params.variants)
     for v in chosen:
         params.variant(v)  # an unknown name fails here, before anything runs
     seeds = list(seeds if seeds is not None else params.study.seeds)
@@ -196,7 +207,7 @@ def run_study(variants: list[str] | None, seeds: list[int] | None, runner: Runne
                           f"in params.yaml (the DVC stages of other seeds do not exist)")
     dvc_sync.check_unlocked(root)   # a terminal `dvc repro` running: fail now, before anything is written
     stages = dvc_sync.pipeline(root)
-    names = (list(stages) if variants is None and seeds == list(params.study.seeds)
+    names = (list(stages) if subset is None and seeds == list(params.study.seeds)
              else select(stages, set(params.variants), set(chosen), set(seeds)))
     stale = sorted(dvc_sync.stale_stages(root)) if only_stale else None
     log.info(f"study: {len(chosen)} variants x seeds {seeds}: {len(names)} of {len(stages)} DVC stages; "
@@ -224,6 +235,29 @@ def variant(variant: str, seeds: list[int] | None = None, only_stale: bool = Tru
         return run_study([variant], seeds, "threads", 1, None, only_stale, True)
 
 
+def dvc_targets(root: Path, profile: str) -> list[str]:
+    """The stages `dvc exp run -S profile=PROFILE` is given as targets: those of the profile's
+    run_variants (every seed), DVC adding what they depend on; none (every stage) without run_variants.
+    The report and the cross-variant pages are not targets: they depend on every variant's outputs."""
+    from bindlab.params import load_params
+    params = load_params(root / "params.yaml", profile=profile)
+    if not params.run_variants:
+        return []
+    variants, seeds = set(params.variants), set(params.study.seeds)
+    # DVC addresses a stage as `path/dvc.yaml:name` from another folder: the targets are names in root
+    return [n.rpartition(":")[2] for n, s in dvc_sync.pipeline(root).items()
+            if of_run(s, variants, set(params.run_variants), seeds)]
+
+
 if __name__ == "__main__":
     import sys
-    study(variants=sys.argv[1:] or None)
+    if sys.argv[1:2] == ["--targets"]:   # the Makefile: `dvc exp run -S profile=P $(... --targets P)`
+        from bindlab.errors import StageError
+        from bindlab.params import ParamsError
+        try:
+            print(" ".join(dvc_targets(Path.cwd(), sys.argv[2])))
+        except (ParamsError, StageError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+    else:
+        study(variants=sys.argv[1:] or None)

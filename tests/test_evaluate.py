@@ -158,6 +158,28 @@ def test_evaluate_any_checkpoint_file(trained, tmp_path):
     assert r["steps"] == 3 and (tmp_path / "m" / "eval.json").exists()
 
 
+def test_curve_scores_every_snapshot_as_evaluate_would(trained, tmp_path):
+    """Finding 7's curve: one point per weight snapshot (steps 3 and 6), each equal to `evaluate` of that
+    snapshot, with its interval; the same bytes twice; a run without snapshots is one line, exit 2."""
+    from bindlab.evaluate import curve_stage
+    folder, params, paths = trained
+    c = curve_stage(params, paths, "ideal", 0)
+    f = paths.metrics("ideal", 0) / "curve.json"
+    assert json.loads(f.read_text()) == json.loads(json.dumps(c))
+    assert [(p["step"], p["samples"]) for p in c["points"]] == [(3, 96), (6, 192)]
+    for p in c["points"]:
+        snap = paths.model("ideal", 0) / f"weights_step{p['step']:06d}.pt"
+        r = evaluate_stage(params, paths, checkpoint=snap, out=tmp_path / str(p["step"]), plots=False)
+        for key in ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe"):
+            assert p[key] == r[key] and p[f"{key}_ci"] == r["ci"][key], (p["step"], key)
+    before = f.read_bytes()
+    curve_stage(params, paths, "ideal", 0)
+    assert f.read_bytes() == before
+    code = main(["evaluate", "--params", str(folder / "params.yaml"), "--data", str(paths.root),
+                 "--variant", "one_object", "--curve"])
+    assert code == 2 and not (paths.metrics("one_object", 0) / "curve.json").exists()
+
+
 def test_evaluate_an_open_clip_architecture_with_local_weights(trained, tmp_path):
     """--model NAME --checkpoint PATH: an open_clip model (here a registered tiny config) and its
     weights from a local file; nothing is downloaded."""

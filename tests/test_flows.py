@@ -140,3 +140,35 @@ def test_experiment_bad_knob_fails_at_once(harness, in_folder):
         experiment(seeds=[5])
     assert (folder / "params.yaml").read_text() == before and not (folder / "data").exists()
     assert dvc(folder, "exp", "list", "--name-only").stdout.strip() == ""
+
+
+def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
+    """`make study PROFILE=P` gives `dvc exp run` the stages of P's run_variants (every seed) as targets:
+    DVC runs those and what they need, no stage of another variant; the report then covers exactly
+    them. Without run_variants there are no targets (every stage); a bad name is one line, exit 2."""
+    import subprocess
+    import sys
+    from bindlab.params import ParamsError
+    from flows.study import dvc_targets
+    r = raw(variants=("ideal", "one_object", "density_1"))
+    r["profiles"]["smoke"] = {"run_variants": ["ideal", "density_1"]}
+    folder = project(tmp_path / "study", r)
+    targets = dvc_targets(folder, "smoke")
+    assert targets == [n for n in dvc(folder, "stage", "list", "--name-only").stdout.split()
+                       if n.split("@")[-1] in ("ideal", "ideal-0", "density_1", "density_1-0")]
+    assert {"captions@ideal", "train@density_1-0", "evaluate@ideal-0", "curve@ideal-0", "audit@density_1"} <= set(targets)
+    assert dvc_targets(folder, "default") == []
+    out = dvc(folder, "exp", "run", "-S", "profile=smoke", *targets).stdout
+    assert "Running stage 'train@density_1-0'" in out and "one_object" not in out and "'report'" not in out
+    report = subprocess.run([sys.executable, "-m", "bindlab.cli", "report", "--data", "data"], cwd=folder,
+                            capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    details = json.loads((folder / "data/report/details.json").read_text())
+    assert details["missing_runs"] == [] and details["profile"] == "smoke"
+    assert sorted(p["variant"] for p in details["findings"][0]["lines"][0]) == ["density_1", "ideal"]
+    with pytest.raises(ParamsError, match="run_variants: 'nope' is not a variant"):
+        write(folder, dict(r, profiles={"smoke": {"run_variants": ["nope"]}}))
+        dvc_targets(folder, "smoke")
+    bad = subprocess.run([sys.executable, "-m", "flows.study", "--targets", "nope"], cwd=folder,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "profile: 'nope'" in bad.stderr

@@ -19,7 +19,7 @@ from conftest import tiny_params_dict, write_params
 # negatives leave degraded data degraded.
 # Density rises to the ideal variant (the highest density of params.yaml): finding 1's "too many" half
 # is then not reproduced; PEAK is a study whose ideal variant sits at density 3, with binding falling after.
-LEVEL = {"ideal": 0.96, "density_0": 0.55, "density_1": 0.65, "density_2": 0.85, "density_3": 0.90,
+LEVEL = {"ideal": 0.96, "ideal_long": 0.97, "density_0": 0.55, "density_1": 0.65, "density_2": 0.85, "density_3": 0.90,
          "density_4": 0.93, "density_5": 0.95, "objects_2": 0.97,
          "objects_3": 0.93, "objects_4": 0.80, "one_object": 0.62, "completeness_50": 0.75,
          "saliency_50": 0.60, "saliency_100": 0.57, "batch_64": 0.95, "batch_256": 0.96,
@@ -128,7 +128,7 @@ def test_every_finding_reproduced_from_numbers(tmp_path):
     assert sorted(len(line) for line in f[5]["lines"]) == [3, 3]
     assert "gap ideal - completeness_50_batch_256" in f[5]["why"]
     assert f[6]["lines"][0][-1]["variant"] == "completeness_50_hardneg"
-    assert f[7]["effect"] == pytest.approx(0.965, abs=1e-9) and f[7]["ci"][0] >= 0.9
+    assert f[7]["effect"] == pytest.approx(0.975, abs=1e-9) and f[7]["ci"][0] >= 0.9   # ideal_long
     assert details["chance"]["i2t_strict_measured"] == 0.09 and details["chance"]["i2t_strict_computed"] == 0.2
     metrics = json.loads((paths.report / "findings.json").read_text())
     assert metrics["1_attribute_density"] == {"effect": f[1]["effect"], "effect_low": f[1]["ci"][0],
@@ -160,7 +160,7 @@ def test_not_reproduced_when_the_interval_lies_below_min_effect(tmp_path):
     assert f[1]["verdict"] == "not reproduced" and f[1]["ci"][1] < 0.05
     assert f[2]["verdict"] == "not reproduced"
     assert f[5]["verdict"] == "not reproduced" and "improves binding beyond 0.05" in f[5]["why"]
-    f = verdicts(tmp_path / "b", levels=dict(LEVEL, ideal=0.70, batch_256=0.85))
+    f = verdicts(tmp_path / "b", levels=dict(LEVEL, ideal=0.70, ideal_long=0.75, batch_256=0.85))
     assert f[7]["verdict"] == "not reproduced" and "ideal data is not the best" in f[7]["why"]
 
 
@@ -242,6 +242,47 @@ def test_finding_1_shows_the_probe_at_each_variants_own_density(tmp_path):
         assert points[v]["lo"] < level < points[v]["hi"] and points[v]["hi"] - points[v]["lo"] < 0.06
     assert (f1["verdict"], f1["halves"]) == (before["verdict"], before["halves"])
     assert "probe at the variant's own density" in markdown(result) and "6: 0.700 [" in markdown(result)
+
+
+def write_curve(paths: DataPaths, variant: str, seed: int, levels: dict[int, float]) -> None:
+    points = [{"step": s, "samples": s * 128, "i2t_pairwise": lv, "i2t_pairwise_ci": [lv - 0.01, lv + 0.01],
+               "i2t_strict": lv - 0.3, "i2t_strict_ci": [lv - 0.31, lv - 0.29]} for s, lv in levels.items()]
+    (paths.metrics(variant, seed) / "curve.json").write_text(json.dumps(
+        {"variant": variant, "seed": seed, "batch_size": 128, "steps": max(levels), "points": points}))
+
+
+def test_finding_7_is_judged_on_the_longer_ideal_run_with_its_curve(tmp_path):
+    """study.ideal_long (the ideal data trained longer) decides finding 7 and takes part in no other
+    finding; its curve.json is plotted and tabled. Without its run, finding 7 falls back to study.ideal;
+    a broken curve.json stops the report with one line naming it."""
+    from bindlab.report import build, report_stage
+    params, paths, params_file = setup(tmp_path, levels=dict(LEVEL, ideal=0.84, ideal_long=0.95))
+    assert params.study.ideal_long == "ideal_long" and params.variant("ideal_long").steps > params.variant("ideal").steps
+    write_curve(paths, "ideal_long", 0, {500: 0.84, 1500: 0.91, 2500: 0.95})
+    f = by_number(report_stage(params, paths))
+    assert f[7]["verdict"] == "reproduced" and f[7]["effect"] == pytest.approx(0.95, abs=1e-9)
+    assert f[7]["why"].startswith("ideal_long (2500 steps x batch 128): i2t_pairwise 0.950 [")
+    assert [p["step"] for p in f[7]["curves"][0]["points"]] == [500, 1500, 2500]
+    for i in range(1, 7):
+        assert all(p["variant"] != "ideal_long" for line in f[i]["lines"] for p in line), i
+    page = (paths.report / "index.html").read_text()
+    assert "binding against training" in page and "<td>2500</td><td>320,000</td><td>0.950 [0.940, 0.960]</td>" in page
+    # the shared-budget ideal (0.84, and beaten by objects_2) does not decide it; without the long run it does
+    alone = by_number(build(params, DataPaths(_without(tmp_path, "ideal_long"))))[7]
+    assert alone["verdict"] != "reproduced" and alone["why"].startswith("ideal (500 steps") and alone["curves"] == []
+    (paths.metrics("ideal_long", 0) / "curve.json").write_text('{"variant": "ideal_long", "seed": 0}')
+    r = subprocess.run([sys.executable, "-m", "bindlab.cli", "report", "--params", str(params_file),
+                        "--data", str(paths.root)], capture_output=True, text=True)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "curve.json: lacks key 'batch_size'" in r.stderr and "bindlab evaluate --curve --variant ideal_long" in r.stderr
+
+
+def _without(tmp_path: Path, variant: str) -> Path:
+    """A copy of the metrics without one variant's runs."""
+    import shutil
+    out = tmp_path / "without" / "data"
+    shutil.copytree(tmp_path / "data" / "metrics", out / "metrics", ignore=shutil.ignore_patterns(variant))
+    return out
 
 
 def test_same_metrics_same_bytes_and_missing_runs(tmp_path):

@@ -28,7 +28,7 @@ def test_dvc_study_end_to_end(tmp_path):
     folder = project(tmp_path / "study", raw())
     names = set(dvc(folder, "stage", "list", "--name-only").stdout.split())
     assert {"sample@train", "render@train", "benchmark", "captions@ideal", "validate@one_object",
-            "train@ideal-0", "evaluate@one_object-0", "audit_overview", "report"} <= names
+            "train@ideal-0", "evaluate@one_object-0", "curve@ideal-0", "audit_overview", "report"} <= names
 
     # interrupt the first run when training starts: what finished is recorded in dvc.lock
     p = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=folder, env=env(), text=True,
@@ -52,6 +52,8 @@ def test_dvc_study_end_to_end(tmp_path):
     findings = json.loads((folder / "data/report/details.json").read_text())
     assert [f["number"] for f in findings["findings"]] == [1, 2, 3, 4, 5, 6, 7]
     assert findings["missing_runs"] == []
+    # finding 7's curve (study.ideal_long is `ideal` here): one point per weight snapshot, in the report
+    assert [p["step"] for p in findings["findings"][6]["curves"][0]["points"]] == [3, 4]
     assert (folder / "data/audit/ideal/index.html").exists() and (folder / "data/audit/index.html").exists()
     # the DVC metrics are two small files per run and per variant, not the full breakdowns
     metrics = json.loads(dvc(folder, "metrics", "show", "--json").stdout)
