@@ -108,6 +108,8 @@ ARTIFACTS = [
     Artifact("eval.json", "metrics/ideal/seed0/eval.json", ("report",), "chance", "i2t_pairwise", _bump("seed")),
     Artifact("per-image outcomes", "metrics/ideal/seed0/per_image.parquet", ("report",), "i2t_pairwise:num",
              "i2t_pairwise:den"),
+    Artifact("curve", "metrics/ideal/seed0/curve.json", ("report",), "points", "batch_size", _bump("seed"),
+             {("missing", "report"): "by design: a run without its curve is reported without the curve plot"}),
     Artifact("params", "params.yaml", tuple(COMMANDS), "vocab", "scene_sets.train.n", _short_color_list),
 ]
 
@@ -130,7 +132,7 @@ def study(tmp_path_factory):
     for cmd in (["stats", "--variant", "ideal"], ["validate", "--variant", "ideal"],
                 ["audit", "--variant", "ideal"], ["audit", "--overview"],
                 ["train", "--variant", "ideal", "--no-progress"], ["evaluate", "--variant", "ideal"],
-                ["report"]):
+                ["evaluate", "--curve", "--variant", "ideal"], ["report"]):
         assert main([*cmd, *common]) == 0, cmd
     pristine = folder / "pristine"
     shutil.copytree(folder / "data", pristine / "data")
