@@ -601,6 +601,13 @@ def load_curves(params: Params, paths: DataPaths, runs: dict) -> list[dict]:
     return out
 
 
+def curve_minutes(params: Params, paths: DataPaths) -> dict | None:
+    """Finding 7's run (first seed): checkpoint step -> training seconds, from its timing record."""
+    from bindlab import timing
+    record = timing.read(paths.timing(paths.metrics(params.study.ideal_long, params.study.seeds[0])))
+    return record.get("train", {}).get("checkpoints") or None
+
+
 def training_minutes(params: Params, paths: DataPaths) -> float | None:
     """Training minutes of the study's runs from their timing records (undeclared, so they stay out of
     the hashed report); None when no run has one (e.g. every run restored from a DVC cache)."""
@@ -624,8 +631,9 @@ def _effect_cell(f: dict) -> str:
     return f"{f['effect']:+.3f} [{f['ci'][0]:+.3f}, {f['ci'][1]:+.3f}]"
 
 
-def markdown(result: dict, minutes: float | None = None) -> str:
-    """The summary; `minutes` (training time, for the README) is left out of the hashed report files."""
+def markdown(result: dict, minutes: float | None = None, curve_minutes: dict | None = None) -> str:
+    """The summary; `minutes` (training time) and `curve_minutes` (finding 7's checkpoints: step ->
+    training seconds), for the README, are left out of the hashed report files."""
     strict = result["chance"]["i2t_strict_measured"]
     lines = [f"Findings of the last study (profile `{result['profile']}`, seeds {result['seeds']}, "
              f"metric `{result['metric']}`"
@@ -641,6 +649,13 @@ def markdown(result: dict, minutes: float | None = None) -> str:
         why = f["why"] + (" | " + _own_format_text(f["own_format_probe"]) if f.get("own_format_probe") else "")
         lines.append(f"| {f['number']} | {f['title']} | **{f['verdict']}** | {_effect_cell(f)} | {why} "
                      f"| {f.get('resolve', '')} |")
+    curves = result["findings"][-1].get("curves") or []
+    if curves and curve_minutes:
+        c = curves[0]
+        at = [(p, curve_minutes[str(p["step"])]) for p in c["points"] if str(p["step"]) in curve_minutes]
+        lines += ["", f"Finding 7's run `{c['variant']}` (seed {c['seed']}) against training minutes: "
+                  + "; ".join(f"{s / 60:.1f} min (step {p['step']}): {p['i2t_pairwise']:.3f} pairwise, "
+                              f"{p['i2t_strict']:.3f} strict" for p, s in at) + "."]
     if result["missing_runs"]:
         lines += ["", f"Missing runs (not in the report): {', '.join(result['missing_runs'])}."]
     return "\n".join(lines) + "\n"
@@ -734,7 +749,7 @@ def report_stage(params: Params, paths: DataPaths, readme: str | Path | None = N
             **{f"{half}_{k}": h[k] for half, h in f.get("halves", {}).items() for k in ("verdict", "effect")}}
         for f in result["findings"]})
     if readme:
-        update_readme(Path(readme), markdown(result, training_minutes(params, paths)))
+        update_readme(Path(readme), markdown(result, training_minutes(params, paths), curve_minutes(params, paths)))
     for f in result["findings"]:
         print(f"finding {f['number']} {f['title']}: {f['verdict']} ({f['why']})")
     print(f"report -> {out / 'index.html'}")

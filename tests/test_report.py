@@ -265,6 +265,14 @@ def test_finding_7_is_judged_on_the_longer_ideal_run_with_its_curve(tmp_path):
     assert [p["step"] for p in f[7]["curves"][0]["points"]] == [500, 1500, 2500]
     for i in range(1, 7):
         assert all(p["variant"] != "ideal_long" for line in f[i]["lines"] for p in line), i
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    timing.update(paths.timing(paths.metrics("ideal_long", 0)), "train",
+                  {"seconds": 600.0, "checkpoints": {"500": 120.0, "1500": 360.0, "2500": 600.0}})
+    report_stage(params, paths, readme=readme)
+    assert ("Finding 7's run `ideal_long` (seed 0) against training minutes: 2.0 min (step 500): 0.840 pairwise, "
+            "0.540 strict; 6.0 min (step 1500)") in readme.read_text()
+    assert "min (step" not in (paths.report / "summary.md").read_text()
     page = (paths.report / "index.html").read_text()
     assert "binding against training" in page and "<td>2500</td><td>320,000</td><td>0.950 [0.940, 0.960]</td>" in page
     # the shared-budget ideal (0.84, and beaten by objects_2) does not decide it; without the long run it does
