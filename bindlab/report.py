@@ -504,8 +504,8 @@ def _curve_plot(ax, params: Params, curves: list[dict], chance: float) -> None:
     for c in curves:
         xs = [p["samples"] / 1000 for p in c["points"]]
         for key, color in (("i2t_pairwise", "tab:green"), ("i2t_strict", "tab:blue")):
-            pts = [{"mean": p[key], "lo": (p[f"{key}_ci"] or [p[key]] * 2)[0],
-                    "hi": (p[f"{key}_ci"] or [p[key]] * 2)[1]} for p in c["points"]]
+            pts = [dict(zip(("mean", "lo", "hi"), [p[key], *(p[f"{key}_ci"] or [p[key]] * 2)]))
+                   for p in c["points"]]
             _errorbar(ax, xs, pts, fmt="-o", ms=3, color=color,
                       label=f"{key}" + (f" (seed {c['seed']})" if len(curves) > 1 else ""))
     shared = params.variant(params.study.ideal)
@@ -631,9 +631,9 @@ def _effect_cell(f: dict) -> str:
     return f"{f['effect']:+.3f} [{f['ci'][0]:+.3f}, {f['ci'][1]:+.3f}]"
 
 
-def markdown(result: dict, minutes: float | None = None, curve_minutes: dict | None = None) -> str:
-    """The summary; `minutes` (training time) and `curve_minutes` (finding 7's checkpoints: step ->
-    training seconds), for the README, are left out of the hashed report files."""
+def markdown(result: dict, minutes: float | None = None, checkpoint_seconds: dict | None = None) -> str:
+    """The summary; `minutes` (training time) and `checkpoint_seconds` (finding 7's run: step ->
+    training seconds, from curve_minutes), for the README, are left out of the hashed report files."""
     strict = result["chance"]["i2t_strict_measured"]
     lines = [f"Findings of the last study (profile `{result['profile']}`, seeds {result['seeds']}, "
              f"metric `{result['metric']}`"
@@ -650,9 +650,9 @@ def markdown(result: dict, minutes: float | None = None, curve_minutes: dict | N
         lines.append(f"| {f['number']} | {f['title']} | **{f['verdict']}** | {_effect_cell(f)} | {why} "
                      f"| {f.get('resolve', '')} |")
     curves = result["findings"][-1].get("curves") or []
-    if curves and curve_minutes:
+    if curves and checkpoint_seconds:
         c = curves[0]
-        at = [(p, curve_minutes[str(p["step"])]) for p in c["points"] if str(p["step"]) in curve_minutes]
+        at = [(p, checkpoint_seconds[str(p["step"])]) for p in c["points"] if str(p["step"]) in checkpoint_seconds]
         lines += ["", f"Finding 7's run `{c['variant']}` (seed {c['seed']}) against training minutes: "
                   + "; ".join(f"{s / 60:.1f} min (step {p['step']}): {p['i2t_pairwise']:.3f} pairwise, "
                               f"{p['i2t_strict']:.3f} strict" for p, s in at) + "."]

@@ -104,22 +104,16 @@ def select(stages: dict[str, dvc_sync.Stage], variants: set[str], chosen: set[st
     (and seeds), what they depend on, the stages sharing a key with those (e.g. `validate_scenes@SET`
     beside `render@SET`), and every plain stage (the benchmark, the cross-variant pages, the report).
     Stages of other variants are left out."""
-    def of_variant(s: dvc_sync.Stage) -> str | None:
-        return variant_of(s, variants)
-
-    def wanted(s: dvc_sync.Stage) -> bool:
-        return of_run(s, variants, chosen, seeds)
-
-    picked = {n for n, s in stages.items() if wanted(s)}
+    picked = {n for n, s in stages.items() if of_run(s, variants, chosen, seeds)}
     todo = list(picked)
     while todo:
         for up in stages[todo.pop()].upstream:
-            if up not in picked and of_variant(stages[up]) is None:
+            if up not in picked and variant_of(stages[up], variants) is None:
                 picked.add(up)
                 todo.append(up)
     keys = {stages[n].key for n in picked}
     return [n for n, s in stages.items()
-            if n in picked or (of_variant(s) is None and (s.key is None or s.key in keys))]
+            if n in picked or (variant_of(s, variants) is None and (s.key is None or s.key in keys))]
 
 
 @flow(name="study-fanout")
