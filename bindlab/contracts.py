@@ -68,7 +68,7 @@ RESULT_ROW = {"table": str, "column": str, "expectation": str, "expected": str, 
 EVAL = {"variant": str, "seed": int, "chance": dict}
 EVAL_INTERVALS = {"ci": dict, "bootstrap": dict}   # bindlab/intervals.py: key -> [low, high], and how
 CURVE = {"variant": str, "seed": int, "batch_size": int, "steps": int, "points": list}
-CURVE_POINT = {"step": int, "samples": int, "i2t_pairwise": NUM, "i2t_strict": NUM,
+CURVE_POINT = {"step": int, "samples": int, "loss": (NUM, type(None)), "i2t_pairwise": NUM, "i2t_strict": NUM,
                "i2t_pairwise_ci": (list, type(None)), "i2t_strict_ci": (list, type(None))}
 PER_IMAGE = {"scene_id": I64}   # + `KEY:num`, `KEY:den` (f64) per metric key (bindlab/evaluate.py ledger)
 CHECKPOINT = {"model": dict, "model_spec": dict, "run": dict, "step": int}

@@ -416,7 +416,7 @@ def curve_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
                 threads: int | None = None) -> dict:
     """Binding against training (finding 7's curve): every weight snapshot of the run (one per
     train.checkpoint_every steps, and the last) scored on the benchmark, each metric with its 95%
-    interval over images; writes data/metrics/VARIANT/seedS/curve.json. Steps and samples, not minutes:
+    interval over images, and the training loss at that step; writes data/metrics/VARIANT/seedS/curve.json. Steps and samples, not minutes:
     the file is hashed, wall-clock time is in the run's timing record."""
     import torch
     from bindlab.intervals import ratio_interval
@@ -432,13 +432,18 @@ def curve_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
     torch.set_num_threads(threads or tp.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bench = load_benchmark(paths.benchmark, params.benchmark.n)
+    # the training loss beside each point (train.log_every's mean, from the run's log): a loss near zero
+    # says the in-batch task is solved, so more of the same training has little left to teach
+    from bindlab.contracts import read_checkpoint
+    log = read_checkpoint(folder / "last.pt", made_by, resume=True)["log"]
+    loss_at = {int(row[0]): float(row[1]) for row in log}
     points = []
     for i, snap in enumerate(snaps, 1):
         enc, ck = bindlab_encoder(snap, device, tp.eval_batch, made_by=made_by)
         sc = score_benchmark(enc, bench)
         _, ledger, _ = binding_ledger(bench["items"], bench["probes"], sc["s_true"], sc["s_neg"], sc["s_cf"],
                                       sc["p_true"], sc["p_false"], sc["sim"])
-        pt = {"step": ck["step"], "samples": ck["step"] * v.batch_size}
+        pt = {"step": ck["step"], "samples": ck["step"] * v.batch_size, "loss": loss_at.get(ck["step"])}
         for k in CURVE_KEYS:
             pt[k], pt[f"{k}_ci"] = _ratio(*ledger[k]), ratio_interval(*ledger[k])
         points.append(pt)

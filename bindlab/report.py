@@ -541,11 +541,14 @@ def _curve_rows(curve: dict) -> str:
     def cell(p: dict, key: str) -> str:
         ci = p[f"{key}_ci"]
         return f"<td>{_ci_text(p[key], *(ci or [None, None]))}</td>"
-    rows = "".join(f"<tr><td>{p['step']}</td><td>{p['samples']:,}</td>{cell(p, 'i2t_pairwise')}{cell(p, 'i2t_strict')}</tr>"
-                   for p in curve["points"])
+    def loss(p: dict) -> str:
+        return "" if p["loss"] is None else f"{p['loss']:.3f}"
+    rows = "".join(f"<tr><td>{p['step']}</td><td>{p['samples']:,}</td><td>{loss(p)}</td>"
+                   f"{cell(p, 'i2t_pairwise')}{cell(p, 'i2t_strict')}</tr>" for p in curve["points"])
     return (f"<p class=\"small\">{html.escape(curve['variant'])} seed {curve['seed']}, binding against training "
-            f"(every weight snapshot scored on the benchmark):</p><table><tr><th>step</th><th>samples seen</th>"
-            f"<th>i2t_pairwise</th><th>i2t_strict</th></tr>{rows}</table>")
+            f"(every weight snapshot scored on the benchmark; the training loss at that step):</p><table><tr>"
+            f"<th>step</th><th>samples seen</th><th>training loss</th><th>i2t_pairwise</th><th>i2t_strict</th>"
+            f"</tr>{rows}</table>")
 
 
 CSS = ("body{font-family:sans-serif;max-width:1000px;margin:2em auto;color:#222}"
@@ -581,6 +584,7 @@ def build(params: Params, paths: DataPaths) -> dict:
         if f.kind == "ideal":
             entry["variants"] = [_point(_variant_point(numbers, n, metric)) for n in sorted(runs)]
             entry["curves"] = load_curves(params, paths, runs)
+            entry["why"] += "".join(f"; {curve_note(c, metric)}" for c in entry["curves"] if metric in c["points"][-1])
         if f.kind == "peak" and lines:
             entry["own_format_probe"] = own_format_probe(numbers, lines[0])
         if params.study.ideal in runs:
@@ -599,6 +603,18 @@ def load_curves(params: Params, paths: DataPaths, runs: dict) -> list[dict]:
         if f.exists():
             out.append(read_curve(f, name, seed))
     return out
+
+
+def curve_note(curve: dict, metric: str) -> str:
+    """How the judged run ended: the metric over the last fifth of its steps, and its training loss
+    there (near zero: the in-batch task is solved, so more of the same steps teach little)."""
+    points, last = curve["points"], curve["points"][-1]
+    since = next(p for p in points if p["step"] >= 0.8 * last["step"])
+    text = f"its curve (seed {curve['seed']}): {metric} "
+    if since is not last:
+        text += f"{since[metric]:.3f} at step {since['step']} -> "
+    text += f"{last[metric]:.3f} at step {last['step']}"
+    return text + (f", training loss {last['loss']:.3f}" if last.get("loss") is not None else "")
 
 
 def curve_minutes(params: Params, paths: DataPaths) -> dict | None:
@@ -748,7 +764,9 @@ def report_stage(params: Params, paths: DataPaths, readme: str | Path | None = N
             "effect_high": f["ci"][1] if f["ci"] else None, "verdict": f["verdict"],
             **{f"{half}_{k}": h[k] for half, h in f.get("halves", {}).items() for k in ("verdict", "effect")}}
         for f in result["findings"]})
-    if readme:
+    if readme and params.profile != "default":   # the README's results are the default study's
+        print(f"{readme}: left as it is (profile {params.profile!r}; only the default study writes its results)")
+    elif readme:
         update_readme(Path(readme), markdown(result, training_minutes(params, paths), curve_minutes(params, paths)))
     for f in result["findings"]:
         print(f"finding {f['number']} {f['title']}: {f['verdict']} ({f['why']})")

@@ -231,25 +231,62 @@ def variant(variant: str, seeds: list[int] | None = None, only_stale: bool = Tru
 
 def dvc_targets(root: Path, profile: str) -> list[str]:
     """The stages `dvc exp run -S profile=PROFILE` is given as targets: those of the profile's
-    run_variants (every seed), DVC adding what they depend on; none (every stage) without run_variants.
-    The report and the cross-variant pages are not targets: they depend on every variant's outputs."""
+    run_variants (every seed) and every shared stage that needs nothing else (the scene sets they
+    train on, the benchmark, and their validation: DVC would skip `validate_*`, upstream of no
+    variant stage); none (every stage) without run_variants. The report and the cross-variant pages
+    are not targets: they depend on every variant's outputs."""
     from bindlab.params import load_params
     params = load_params(root / "params.yaml", profile=profile)
     if not params.run_variants:
         return []
-    variants, seeds = set(params.variants), set(params.study.seeds)
+    stages = dvc_sync.pipeline(root)
+    chosen = select(stages, set(params.variants), set(params.run_variants), set(params.study.seeds))
+    closed: set[str] = set()
+    while grown := {n for n in chosen if n not in closed and stages[n].upstream <= closed}:
+        closed |= grown
     # DVC addresses a stage as `path/dvc.yaml:name` from another folder: the targets are names in root
-    return [n.rpartition(":")[2] for n, s in dvc_sync.pipeline(root).items()
-            if of_run(s, variants, set(params.run_variants), seeds)]
+    return [n.rpartition(":")[2] for n in chosen if n in closed]
+
+
+def run_experiment(root: Path, profile: str) -> int:
+    """`make study PROFILE=P`: `dvc exp run -S profile=P` on P's targets, then its report (data/report;
+    the README's results stay the default study's). params.yaml is put back as it was afterwards, so a
+    following `make study` is the default study again; the run stays listed in `dvc exp show`."""
+    import subprocess
+    import sys
+    targets = dvc_targets(root, profile)
+    params_file = root / "params.yaml"
+    before = params_file.read_bytes()
+    try:
+        for cmd in ([sys.executable, "-m", "dvc", "exp", "run", "-S", f"profile={profile}", *targets],
+                    [sys.executable, "-m", "bindlab.cli", "report"]):
+            rc = subprocess.run(cmd, cwd=root, env=dvc_sync._env()).returncode
+            if rc:
+                return rc
+    finally:
+        if params_file.read_bytes() != before:
+            params_file.write_bytes(before)
+            print(f"params.yaml: profile set back to {_profile_of(before)!r}; this run is "
+                  f"`dvc exp show`'s latest experiment (profile {profile!r})")
+    return 0
+
+
+def _profile_of(params_yaml: bytes) -> str:
+    import yaml
+    return (yaml.safe_load(params_yaml) or {}).get("profile", "default")
 
 
 if __name__ == "__main__":
     import sys
-    if sys.argv[1:2] == ["--targets"]:   # the Makefile: `dvc exp run -S profile=P $(... --targets P)`
+    # the Makefile: `make study PROFILE=P` runs `--experiment P`; `--targets P` prints P's DVC targets
+    if sys.argv[1:2] in (["--targets"], ["--experiment"]):
         from bindlab.errors import StageError
         from bindlab.params import ParamsError
         try:
-            print(" ".join(dvc_targets(Path.cwd(), sys.argv[2])))
+            if sys.argv[1] == "--targets":
+                print(" ".join(dvc_targets(Path.cwd(), sys.argv[2])))
+            else:
+                sys.exit(run_experiment(Path.cwd(), sys.argv[2]))
         except (ParamsError, StageError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)

@@ -167,6 +167,8 @@ def test_curve_scores_every_snapshot_as_evaluate_would(trained, tmp_path):
     f = paths.metrics("ideal", 0) / "curve.json"
     assert json.loads(f.read_text()) == json.loads(json.dumps(c))
     assert [(p["step"], p["samples"]) for p in c["points"]] == [(3, 96), (6, 192)]
+    log = {int(r[0]): r[1] for r in torch.load(paths.model("ideal", 0) / "last.pt", weights_only=True)["log"]}
+    assert [p["loss"] for p in c["points"]] == [log[3], log[6]]   # the training loss at each snapshot
     for p in c["points"]:
         snap = paths.model("ideal", 0) / f"weights_step{p['step']:06d}.pt"
         r = evaluate_stage(params, paths, checkpoint=snap, out=tmp_path / str(p["step"]), plots=False)

@@ -143,9 +143,11 @@ def test_experiment_bad_knob_fails_at_once(harness, in_folder):
 
 
 def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
-    """`make study PROFILE=P` gives `dvc exp run` the stages of P's run_variants (every seed) as targets:
-    DVC runs those and what they need, no stage of another variant; the report then covers exactly
-    them. Without run_variants there are no targets (every stage); a bad name is one line, exit 2."""
+    """`make study PROFILE=P` (flows.study --experiment P) gives `dvc exp run` the stages of P's
+    run_variants (every seed) and the shared stages that need nothing else (their scene set, the
+    benchmark, and the validation of both) as targets: DVC runs those, no stage of another variant;
+    the report then covers exactly them, and params.yaml is put back, so a plain `make study` is the
+    default study. Without run_variants there are no targets (every stage); a bad name is one line, exit 2."""
     import subprocess
     import sys
     from bindlab.params import ParamsError
@@ -154,18 +156,22 @@ def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
     r["profiles"]["smoke"] = {"run_variants": ["ideal", "density_1"]}
     folder = project(tmp_path / "study", r)
     targets = dvc_targets(folder, "smoke")
+    shared = ("sample@train", "render@train", "validate_scenes@train", "benchmark", "validate_benchmark")
     assert targets == [n for n in dvc(folder, "stage", "list", "--name-only").stdout.split()
-                       if n.split("@")[-1] in ("ideal", "ideal-0", "density_1", "density_1-0")]
+                       if n.split("@")[-1] in ("ideal", "ideal-0", "density_1", "density_1-0") or n in shared]
     assert {"captions@ideal", "train@density_1-0", "evaluate@ideal-0", "curve@ideal-0", "audit@density_1"} <= set(targets)
     assert dvc_targets(folder, "default") == []
-    out = dvc(folder, "exp", "run", "-S", "profile=smoke", *targets).stdout
-    assert "Running stage 'train@density_1-0'" in out and "one_object" not in out and "'report'" not in out
-    report = subprocess.run([sys.executable, "-m", "bindlab.cli", "report", "--data", "data"], cwd=folder,
-                            capture_output=True, text=True)
-    assert report.returncode == 0, report.stderr
+    before = (folder / "params.yaml").read_bytes()
+    run = subprocess.run([sys.executable, "-m", "flows.study", "--experiment", "smoke"], cwd=folder,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Running stage 'train@density_1-0'" in run.stdout and "Running stage 'validate_benchmark'" in run.stdout
+    assert "one_object" not in run.stdout and "'report'" not in run.stdout
+    assert (folder / "params.yaml").read_bytes() == before and "set back to 'default'" in run.stdout
     details = json.loads((folder / "data/report/details.json").read_text())
     assert details["missing_runs"] == [] and details["profile"] == "smoke"
     assert sorted(p["variant"] for p in details["findings"][0]["lines"][0]) == ["density_1", "ideal"]
+    assert "smoke" in dvc(folder, "exp", "show", "--no-pager", "--csv").stdout
     with pytest.raises(ParamsError, match="run_variants: 'nope' is not a variant"):
         write(folder, dict(r, profiles={"smoke": {"run_variants": ["nope"]}}))
         dvc_targets(folder, "smoke")

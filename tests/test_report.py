@@ -245,7 +245,7 @@ def test_finding_1_shows_the_probe_at_each_variants_own_density(tmp_path):
 
 
 def write_curve(paths: DataPaths, variant: str, seed: int, levels: dict[int, float]) -> None:
-    points = [{"step": s, "samples": s * 128, "i2t_pairwise": lv, "i2t_pairwise_ci": [lv - 0.01, lv + 0.01],
+    points = [{"step": s, "samples": s * 128, "loss": 1 - lv, "i2t_pairwise": lv, "i2t_pairwise_ci": [lv - 0.01, lv + 0.01],
                "i2t_strict": lv - 0.3, "i2t_strict_ci": [lv - 0.31, lv - 0.29]} for s, lv in levels.items()]
     (paths.metrics(variant, seed) / "curve.json").write_text(json.dumps(
         {"variant": variant, "seed": seed, "batch_size": 128, "steps": max(levels), "points": points}))
@@ -262,6 +262,8 @@ def test_finding_7_is_judged_on_the_longer_ideal_run_with_its_curve(tmp_path):
     f = by_number(report_stage(params, paths))
     assert f[7]["verdict"] == "reproduced" and f[7]["effect"] == pytest.approx(0.95, abs=1e-9)
     assert f[7]["why"].startswith("ideal_long (2500 steps x batch 128): i2t_pairwise 0.950 [")
+    # how the run ended, from its curve: the last fifth of the steps and the training loss there
+    assert f[7]["why"].endswith("; its curve (seed 0): i2t_pairwise 0.950 at step 2500, training loss 0.050")
     assert [p["step"] for p in f[7]["curves"][0]["points"]] == [500, 1500, 2500]
     for i in range(1, 7):
         assert all(p["variant"] != "ideal_long" for line in f[i]["lines"] for p in line), i
@@ -274,7 +276,10 @@ def test_finding_7_is_judged_on_the_longer_ideal_run_with_its_curve(tmp_path):
             "0.540 strict; 6.0 min (step 1500)") in readme.read_text()
     assert "min (step" not in (paths.report / "summary.md").read_text()
     page = (paths.report / "index.html").read_text()
-    assert "binding against training" in page and "<td>2500</td><td>320,000</td><td>0.950 [0.940, 0.960]</td>" in page
+    assert "binding against training" in page and "<td>2500</td><td>320,000</td><td>0.050</td><td>0.950 [0.940, 0.960]</td>" in page
+    write_curve(paths, "ideal_long", 0, {500: 0.84, 1500: 0.91, 2000: 0.94, 2500: 0.95})
+    assert by_number(build(params, paths))[7]["why"].endswith(
+        "; its curve (seed 0): i2t_pairwise 0.940 at step 2000 -> 0.950 at step 2500, training loss 0.050")
     # the shared-budget ideal (0.84, and beaten by objects_2) does not decide it; without the long run it does
     alone = by_number(build(params, DataPaths(_without(tmp_path, "ideal_long"))))[7]
     assert alone["verdict"] != "reproduced" and alone["why"].startswith("ideal (500 steps") and alone["curves"] == []
@@ -328,6 +333,10 @@ def test_readme_section_replaced(tmp_path):
     assert f"{len(params.variants) * 60 / 60:.1f} min of training in all" in text
     assert "min of training" not in (paths.report / "summary.md").read_text()
     assert "train_seconds" not in (paths.report / "details.json").read_text()
+    # another profile's report (a quick run) leaves the default study's results in the README as they are
+    readme.write_text("<!-- results:start -->\nOLD RESULTS\n<!-- results:end -->\n")
+    report_stage(params.model_copy(update={"profile": "quick"}), paths, readme=readme)
+    assert readme.read_text() == "<!-- results:start -->\nOLD RESULTS\n<!-- results:end -->\n"
 
 
 def test_cli_errors_are_one_line(tmp_path):
