@@ -432,8 +432,8 @@ def curve_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
     torch.set_num_threads(threads or tp.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bench = load_benchmark(paths.benchmark, params.benchmark.n)
-    # the training loss beside each point (train.log_every's mean, from the run's log): a loss near zero
-    # says the in-batch task is solved, so more of the same training has little left to teach
+    # the training loss beside each point (train.log_every's mean, from the run's log): near zero, the
+    # in-batch task is solved while binding may still be far from perfect (README, Finding 7's longer run)
     from bindlab.contracts import read_checkpoint
     log = read_checkpoint(folder / "last.pt", made_by, resume=True)["log"]
     loss_at = {int(row[0]): float(row[1]) for row in log}

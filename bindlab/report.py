@@ -607,7 +607,7 @@ def load_curves(params: Params, paths: DataPaths, runs: dict) -> list[dict]:
 
 def curve_note(curve: dict, metric: str) -> str:
     """How the judged run ended: the metric over the last fifth of its steps, and its training loss
-    there (near zero: the in-batch task is solved, so more of the same steps teach little)."""
+    there (near zero: the in-batch task is solved)."""
     points, last = curve["points"], curve["points"][-1]
     since = next(p for p in points if p["step"] >= 0.8 * last["step"])
     text = f"its curve (seed {curve['seed']}): {metric} "

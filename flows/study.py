@@ -266,14 +266,8 @@ def run_experiment(root: Path, profile: str) -> int:
     finally:
         if params_file.read_bytes() != before:
             params_file.write_bytes(before)
-            print(f"params.yaml: profile set back to {_profile_of(before)!r}; this run is "
-                  f"`dvc exp show`'s latest experiment (profile {profile!r})")
+            print(f"params.yaml: put back as it was before this run (profile={profile} was for this run only)")
     return 0
-
-
-def _profile_of(params_yaml: bytes) -> str:
-    import yaml
-    return (yaml.safe_load(params_yaml) or {}).get("profile", "default")
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Running stage 'train@density_1-0'" in run.stdout and "Running stage 'validate_benchmark'" in run.stdout
     assert "one_object" not in run.stdout and "'report'" not in run.stdout
-    assert (folder / "params.yaml").read_bytes() == before and "set back to 'default'" in run.stdout
+    assert (folder / "params.yaml").read_bytes() == before and "put back as it was" in run.stdout
     details = json.loads((folder / "data/report/details.json").read_text())
     assert details["missing_runs"] == [] and details["profile"] == "smoke"
     assert sorted(p["variant"] for p in details["findings"][0]["lines"][0]) == ["density_1", "ideal"]
