@@ -260,7 +260,7 @@ def run_experiment(root: Path, profile: str) -> int:
     try:
         for cmd in ([sys.executable, "-m", "dvc", "exp", "run", "-S", f"profile={profile}", *targets],
                     [sys.executable, "-m", "bindlab.cli", "report"]):
-            rc = subprocess.run(cmd, cwd=root, env=dvc_sync._env()).returncode
+            rc = subprocess.run(cmd, cwd=root, env=dvc_sync.stage_env()).returncode
             if rc:
                 return rc
     finally:

@@ -42,7 +42,7 @@ class Stage:
         return self.name.split("@", 1)[1] if "@" in self.name else None
 
 
-def _env() -> dict:
+def stage_env() -> dict:
     # stage commands run the executables beside this interpreter (the venv's bindlab, dvc, python)
     bin_dir = str(Path(sys.executable).parent)
     return os.environ | {"DVC_NO_ANALYTICS": "1", "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
@@ -69,7 +69,7 @@ def pipeline(root: Path) -> dict[str, Stage]:
 
 
 def dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=_env(),
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=stage_env(),
                           capture_output=True, text=True)
 
 
@@ -150,7 +150,7 @@ def _stream(cmd, root, log, shell: bool = False) -> tuple[int, str]:
     """Run cmd in the project, each output line to `log` as it comes; -> (exit status, output tail)."""
     from collections import deque
     tail = deque(maxlen=30)
-    proc = subprocess.Popen(cmd, shell=shell, cwd=root, env=_env() | {"PYTHONUNBUFFERED": "1"},
+    proc = subprocess.Popen(cmd, shell=shell, cwd=root, env=stage_env() | {"PYTHONUNBUFFERED": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     for line in _lines(proc.stdout):
         tail.append(line)
