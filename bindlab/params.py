@@ -241,7 +241,7 @@ class Study(_Strict):
     # strict's "1 / (negatives + 1)" is not for models that learned little (they score below it)
     metric: str = "i2t_pairwise"
     min_effect: float = Field(default=0.05, gt=0, lt=1)   # smallest difference called an effect
-    near_perfect: float = Field(default=0.9, gt=0, le=1)  # "almost perfect binding" (finding 7)
+    near_perfect: float = Field(default=0.95, gt=0, le=1)  # "almost perfect binding" (finding 7)
 
     @field_validator("seeds")
     @classmethod

@@ -288,13 +288,14 @@ def _no_fix_line(params: Params, numbers: Numbers, metric: str, ln: list[dict], 
     return _result("inconclusive", None, "; ".join(parts) + "; " + " and ".join(failed), _narrower(params, numbers))
 
 
-def verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dict, numbers: Numbers) -> dict:
+def verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dict, numbers: Numbers,
+            curves: list[dict] = ()) -> dict:
     """{verdict: reproduced | not reproduced | inconclusive, effect, ci, why[, resolve]} from paired
     bootstrap intervals over benchmark images (and seeds): see the README, Results."""
     metric, ideal, m = finding_metric(params, finding), params.study.ideal, params.study.min_effect
     chance = chance_of(runs, metric)
     if finding.kind == "ideal":
-        return _ideal_verdict(params, numbers, metric, chance)
+        return _ideal_verdict(params, numbers, metric, chance, list(curves))
     if not lines:
         return _result("inconclusive", None, f"no two evaluated variants differ only in {', '.join(finding.varies)}",
                        "declare and run variants that differ only in " + ", ".join(finding.varies))
@@ -403,9 +404,27 @@ def _own_format_text(points: list[dict]) -> str:
             + ", ".join(f"{p['x']:g}: {_ci_text(p['mean'], p['lo'], p['hi'])}" for p in points))
 
 
-def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float) -> dict:
+def levelled_gain(curves: list[dict], metric: str) -> float | None:
+    """The largest gain of `metric` over the last fifth of the judged run's steps, over its seeds' curves;
+    None when no curve has a snapshot in that fifth before its last (nothing to tell a plateau by)."""
+    gains = []
+    for c in curves:
+        points = [p for p in c["points"] if metric in p]
+        if len(points) < 2:
+            return None
+        last = points[-1]
+        since = next(p for p in points if p["step"] >= 0.8 * last["step"])
+        if since is last:
+            return None
+        gains.append(last[metric] - since[metric])
+    return max(gains) if gains else None
+
+
+def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float, curves: list[dict]) -> dict:
     """Judged on study.ideal_long (the ideal data trained longer) when it ran, else on study.ideal;
-    'ideal data is not the best' compares study.ideal with the other variants at their shared budget."""
+    'ideal data is not the best' compares study.ideal with the other variants at their shared budget.
+    Below 'almost perfect', the run's curve decides: still rising -> train longer (inconclusive);
+    levelled off (the last fifth of its steps gained less than min_effect) -> not reproduced at this model."""
     ideal, near, m = params.study.ideal, params.study.near_perfect, params.study.min_effect
     judged = params.study.ideal_long if params.study.ideal_long in numbers.tables else ideal
     if judged not in numbers.tables:
@@ -424,6 +443,11 @@ def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float)
         if d.lo > m:
             return _result("not reproduced", e, why + f" (beyond {m}): ideal data is not the best")
     if e.hi < near:
+        gain = levelled_gain(curves, metric) if judged == params.study.ideal_long else None
+        if gain is not None and gain < m:
+            return _result("not reproduced", e, why + f"; below 'almost perfect' and levelled off: {gain:+.3f} "
+                           f"over the last fifth of its steps (< {m}), so more steps of this model "
+                           f"({params.model.name}) will not reach it; a larger model might")
         return _result("inconclusive", e, why + "; below 'almost perfect' at this model and training size",
                        f"train {judged} longer (variants.{judged}.steps) or a larger model (model.name)")
     return _result("inconclusive", e, why + f"; the interval contains {near}", _narrower(params, numbers))
@@ -578,12 +602,13 @@ def build(params: Params, paths: DataPaths) -> dict:
     for f in FINDINGS:
         metric = finding_metric(params, f)
         lines = comparisons(params, f, runs, numbers) if f.kind != "ideal" else []
-        v = verdict(params, f, lines, runs, numbers)
+        curves = load_curves(params, paths, runs) if f.kind == "ideal" else []
+        v = verdict(params, f, lines, runs, numbers, curves)
         entry = {"number": f.number, "title": f.title, "claim": f.claim, "metric": metric,
                  "chance": chance_of(runs, metric), **v, "lines": [[_point(p) for p in line] for line in lines]}
         if f.kind == "ideal":
             entry["variants"] = [_point(_variant_point(numbers, n, metric)) for n in sorted(runs)]
-            entry["curves"] = load_curves(params, paths, runs)
+            entry["curves"] = curves
             entry["why"] += "".join(f"; {curve_note(c, metric)}" for c in entry["curves"] if metric in c["points"][-1])
         if f.kind == "peak" and lines:
             entry["own_format_probe"] = own_format_probe(numbers, lines[0])
@@ -614,6 +639,8 @@ def curve_note(curve: dict, metric: str) -> str:
     if since is not last:
         text += f"{since[metric]:.3f} at step {since['step']} -> "
     text += f"{last[metric]:.3f} at step {last['step']}"
+    if metric != "i2t_strict" and "i2t_strict" in last:
+        text += f" (i2t_strict {last['i2t_strict']:.3f})"
     return text + (f", training loss {last['loss']:.3f}" if last.get("loss") is not None else "")
 
 
