@@ -410,10 +410,9 @@ def levelled_gain(curves: list[dict], metric: str) -> float | None:
     gains = []
     for c in curves:
         points = [p for p in c["points"] if metric in p]
-        if len(points) < 2:
+        if not points:
             return None
-        last = points[-1]
-        since = next(p for p in points if p["step"] >= 0.8 * last["step"])
+        since, last = last_fifth(points)
         if since is last:
             return None
         gains.append(last[metric] - since[metric])
@@ -630,11 +629,16 @@ def load_curves(params: Params, paths: DataPaths, runs: dict) -> list[dict]:
     return out
 
 
+def last_fifth(points: list[dict]) -> tuple[dict, dict]:
+    """(first snapshot in the last fifth of the run's steps, last snapshot): how a run ended."""
+    last = points[-1]
+    return next(p for p in points if p["step"] >= 0.8 * last["step"]), last
+
+
 def curve_note(curve: dict, metric: str) -> str:
     """How the judged run ended: the metric over the last fifth of its steps, and its training loss
     there (near zero: the in-batch task is solved)."""
-    points, last = curve["points"], curve["points"][-1]
-    since = next(p for p in points if p["step"] >= 0.8 * last["step"])
+    since, last = last_fifth(curve["points"])
     text = f"its curve (seed {curve['seed']}): {metric} "
     if since is not last:
         text += f"{since[metric]:.3f} at step {since['step']} -> "
