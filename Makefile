@@ -39,12 +39,12 @@ cache: $(PY)
 # in one pass (as hard links; what the cache lacks is skipped): `dvc repro` alone would restore them
 # stage by stage from the run-cache, rewriting the 12,000-line dvc.lock after each of 136 stages,
 # which was 94% of a second clone's 400 s. Then `dvc repro` runs only what is stale.
-# PROFILE=P runs a DVC experiment (flows/study.py run_experiment): a profile with run_variants (quick)
+# PROFILE=P runs a DVC experiment (tasks/experiment.py, without Prefect): a profile with run_variants (quick)
 # runs the stages of those variants only (and what they need). Its report goes to data/report, and
 # params.yaml is put back afterwards: a plain `make study` is always the default study, which alone
 # writes the README's results.
 study: $(PY) cache datadocs
-	$(if $(PROFILE),$(PY) -m flows.study --experiment $(PROFILE),[ -d data ] || dvc checkout --allow-missing; dvc repro && $(PY) -m bindlab.cli report --readme README.md)
+	$(if $(PROFILE),$(PY) -m tasks.experiment --experiment $(PROFILE),[ -d data ] || dvc checkout --allow-missing; dvc repro && $(PY) -m bindlab.cli report --readme README.md)
 
 # The UI: local Prefect server on 127.0.0.1:4200 (home .prefect/) serving the study's deployments,
 # and data/ (reports, audit pages, plots) on 127.0.0.1:4201 for the links in the runs' artifacts.
@@ -53,3 +53,8 @@ ui: $(PY) datadocs
 
 test: $(PY) datadocs
 	$(PY) -m pytest -q
+
+# A speed benchmark (benchmarks/), e.g. make bench WHAT=render ARGS="-n 2000"; without WHAT, the list.
+.PHONY: bench
+bench: $(PY)
+	$(PY) -m $(if $(WHAT),benchmarks.$(WHAT) $(ARGS),benchmarks)

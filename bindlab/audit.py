@@ -12,13 +12,21 @@ import html
 import io
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import polars as pl
+from PIL import Image
 
+from bindlab.captions import expected_completeness
+from bindlab.contracts import captions_of, images_of, results_of, stats_of, summary_of
 from bindlab.figures import figure_png, png_uri
 from bindlab.io import atomic_path, write_json
 from bindlab.params import Params, Variant
 from bindlab.paths import DataPaths
+from bindlab.scenes import rng_for
+
+matplotlib.use("Agg")  # every audit page draws its plots: files only, no display
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
 
 SAMPLES = 12
 HISTOGRAMS = ("attributes per mentioned object", "objects mentioned per caption",
@@ -41,7 +49,6 @@ th { background: #f2f2f2; }
 # --- small helpers ----------------------------------------------------------------------------------
 
 def _image_uri(image: np.ndarray, scale: int = 3) -> str:
-    from PIL import Image
     img = Image.fromarray(np.ascontiguousarray(image))
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     buf = io.BytesIO()
@@ -80,7 +87,6 @@ def _write(path: Path, text: str) -> None:
 
 
 def _results(paths: DataPaths, variant: str) -> dict | None:
-    from bindlab.contracts import results_of
     return results_of(paths.validation(variant), f"bindlab validate --variant {variant}")
 
 
@@ -136,10 +142,6 @@ def _check_cell(rows: list[dict]) -> str:
 # --- plots ------------------------------------------------------------------------------------------
 
 def histograms(cstats: pl.DataFrame, mentions: pl.DataFrame, title: str) -> bytes:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = zip(HISTOGRAMS, [mentions["n_attrs"].drop_nulls().to_numpy(),
                               cstats["n_mentioned"].drop_nulls().to_numpy(),
                               mentions["saliency_rank"].drop_nulls().to_numpy(),
@@ -160,10 +162,6 @@ def histograms(cstats: pl.DataFrame, mentions: pl.DataFrame, title: str) -> byte
 
 def overview_plot(rows: list[dict]) -> bytes:
     """Grouped bars per variant: declared (hatched) vs measured density, completeness, P(most salient)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     names = [r["variant"] for r in rows]
     x = np.arange(len(names))
     fig, axes = plt.subplots(1, 3, figsize=(16, 3.8), sharex=True)
@@ -184,8 +182,6 @@ def overview_plot(rows: list[dict]) -> bytes:
 # --- pages ------------------------------------------------------------------------------------------
 
 def _samples(params: Params, variant: str, captions: pl.DataFrame, images: np.ndarray) -> str:
-    from bindlab.scenes import rng_for
-
     rng = rng_for(params, f"audit/{variant}")
     rows = sorted(rng.choice(len(captions), size=min(SAMPLES, len(captions)), replace=False).tolist())
     cards = []
@@ -204,7 +200,6 @@ def _samples(params: Params, variant: str, captions: pl.DataFrame, images: np.nd
 
 
 def audit_variant(params: Params, paths: DataPaths, variant: str) -> Path:
-    from bindlab.contracts import captions_of, images_of, stats_of
     v = params.variant(variant)
     # every input is read (and checked) before any work, so a damaged one stops the page before it is made
     cstats, mentions, summary = stats_of(params, paths, variant)
@@ -263,14 +258,6 @@ where the variant has them.</p>
     return out
 
 
-def expected_completeness(params: Params, v: Variant) -> float:
-    """Mean fraction of objects mentioned implied by the declaration and the scene set's object counts."""
-    objects = params.scene_sets[v.scenes].objects
-    if v.objects_mentioned is not None:
-        return sum(p * min(v.objects_mentioned, n) / n for n, p in objects.items())
-    return sum(p * max(v.completeness * n, 1) / n for n, p in objects.items())
-
-
 def _expected_top(v: Variant, summary: dict) -> float | None:
     """P(most salient mentioned) implied by the declaration, given the measured mean of m/n."""
     c = summary["means"]["completeness"]
@@ -289,7 +276,6 @@ def property_metrics(params: Params, v: Variant, summary: dict) -> dict:
 
 def audit_overview(params: Params, paths: DataPaths) -> Path:
     """One page across all variants (and the scene sets and the benchmark): declared vs measured, pass/fail."""
-    from bindlab.contracts import results_of, summary_of
     rows, plot_rows = [], []
     for name in params.variants:
         v = params.variant(name)

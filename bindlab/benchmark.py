@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from bindlab.captions import caption_text, describe, matches, objects_of, swap_is_false
 from bindlab.io import atomic_dir, write_parquet
 from bindlab.params import Params, parse_combo
 from bindlab.paths import DataPaths
 from bindlab.render import contact_sheet, render_to_npy
 from bindlab.scenes import BENCHMARK_STREAM, GAP, rng_for, sample_scenes
+from bindlab.wording import caption_text, describe, matches, objects_of, swap_is_false
 
 
 def _holdout_rules(params: Params) -> list[tuple[str, str, str]]:

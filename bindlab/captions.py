@@ -2,66 +2,24 @@
 
 The choice of what a caption mentions is vectorised with numpy over all objects; the text is built
 by polars string expressions; so 100k captions take well under a second. Each row records what it
-mentions (`objects`, `attrs`), and `describe`/`caption_text` rebuild the text from that record.
+mentions (`objects`, `attrs`), and `describe`/`caption_text` (bindlab/wording.py) rebuild the text from
+that record.
 """
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
 
+from bindlab.contracts import scenes_of
 from bindlab.errors import StageError
 from bindlab.io import write_parquet
 from bindlab.params import Params, Variant
 from bindlab.paths import DataPaths
 from bindlab.scenes import rng_for
-
-SEPARATOR = " and "
-
-
-# --- text, one caption at a time (benchmark, negatives, tests) ---------------------------------
-
-def describe(obj: dict, types: list[str]) -> str:
-    """'a small red circle': the object's values for `types` (vocab order) and its shape."""
-    # Always "a" (never "an"): a swap then keeps exactly the same bag of words.
-    return "a " + " ".join([obj[t] for t in types] + [obj["shape"]])
+from bindlab.wording import SEPARATOR, caption_text, describe, objects_of, swap_is_false
 
 
-def caption_text(phrases: list[str], template: str) -> str:
-    return template.replace("{objects}", SEPARATOR.join(phrases))
-
-
-def function_words(params: Params) -> set[str]:
-    """Words a caption may use besides the vocabulary: articles, 'and', the templates' words."""
-    words = {"a", "and"}
-    for t in params.captions.templates:
-        words.update(t.replace("{objects}", " ").split())
-    return words
-
-
-def objects_of(scenes: pl.DataFrame) -> dict[int, list[dict]]:
-    """scene_id -> its objects as dicts, in object order."""
-    out: dict[int, list[dict]] = {}
-    for row in scenes.sort(["scene_id", "obj"]).iter_rows(named=True):
-        out.setdefault(row["scene_id"], []).append(row)
-    return out
-
-
-def full_captions(params: Params, scenes: pl.DataFrame) -> list[str]:
-    """The complete caption (every object, every attribute, object order) of each scene, first template."""
-    types = params.vocab.attribute_types
-    return [caption_text([describe(o, types) for o in objs], params.captions.templates[0])
-            for _, objs in sorted(objects_of(scenes).items())]
-
-
-def matches(obj: dict, desc: dict) -> bool:
-    """Does the object fit the (partial) description {attribute type or 'shape': value}?"""
-    return all(obj[k] == v for k, v in desc.items())
-
-
-def swap_is_false(objs: list[dict], desc_a: dict, desc_b: dict) -> bool:
-    """A swapped caption is certainly false of the image if one swapped phrase fits no object."""
-    return not any(matches(o, desc_a) for o in objs) or not any(matches(o, desc_b) for o in objs)
-
+# --- hard negatives, one caption at a time ---------------------------------------------------
 
 def hard_negatives(objs: list[dict], mentioned: list[int], attrs: list[list[str]], template: str,
                    count: int, rng: np.random.Generator) -> tuple[list[str], list[str]]:
@@ -185,8 +143,15 @@ def make_captions(params: Params, scenes: pl.DataFrame, v: Variant, stream: str)
     )
 
 
+def expected_completeness(params: Params, v: Variant) -> float:
+    """Mean fraction of objects mentioned implied by the declaration and the scene set's object counts."""
+    objects = params.scene_sets[v.scenes].objects
+    if v.objects_mentioned is not None:
+        return sum(p * min(v.objects_mentioned, n) / n for n, p in objects.items())
+    return sum(p * max(v.completeness * n, 1) / n for n, p in objects.items())
+
+
 def captions_stage(params: Params, paths: DataPaths, variant: str) -> pl.DataFrame:
-    from bindlab.contracts import scenes_of
     v = params.variant(variant)
     scenes = scenes_of(params, paths, v.scenes)
     table = make_captions(params, scenes, v, stream=f"captions/{variant}")

@@ -1,7 +1,6 @@
-"""`bindlab`: one subcommand per stage, plus `bindlab bench ...`.
+"""`bindlab`: one subcommand per stage.
 
-Heavy libraries (torch, open_clip, great_expectations) are imported inside the handlers, so
-`bindlab --help` and the light stages start fast.
+The speed benchmarks are not stages: `python -m benchmarks` lists them.
 """
 from __future__ import annotations
 
@@ -21,6 +20,11 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _ctx(args):
     return load_params(args.params), DataPaths(args.data)
 
+
+# Each handler imports its stage module inside the function, on purpose (the one place in the package
+# that defers bindlab imports): the stage modules import torch and open_clip (train, evaluate: about
+# 7 s) or Great Expectations (validate: about 4 s) at their top, which `bindlab sample` or
+# `bindlab --help` must not pay for.
 
 # --- data stages -------------------------------------------------------------------------------
 
@@ -56,7 +60,7 @@ def _benchmark(args) -> None:
     benchmark_stage(params, paths, workers=args.workers)
 
 
-# --- caption statistics, validation, audit (issue 3) ---------------------------------------------
+# --- caption statistics, validation, audit -------------------------------------------------------
 
 def _stats(args) -> None:
     from bindlab.stats import stats_stage
@@ -84,7 +88,7 @@ def _audit(args) -> None:
         audit.audit_overview(params, paths)
 
 
-# --- training and evaluation (issue 4) ------------------------------------------------------------
+# --- training and evaluation ----------------------------------------------------------------------
 
 def _train(args) -> None:
     from bindlab.train import train_stage
@@ -109,18 +113,12 @@ def _evaluate(args) -> None:
           f"probe {r['probe']:.3f}  R@1 i2t {r['r1_i2t']:.3f}")
 
 
-# --- the study (issue 5) -------------------------------------------------------------------------
+# --- the study's findings -------------------------------------------------------------------------
 
 def _report(args) -> None:
     from bindlab.report import report_stage
     params, paths = _ctx(args)
     report_stage(params, paths, readme=args.readme)
-
-
-def _bench(args) -> None:
-    from bindlab import bench
-    params = load_params(args.params)
-    bench.run(args.what, params, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,14 +201,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--readme", default=None, metavar="PATH",
                    help="also write the summary between the results markers of this README")
     p.set_defaults(func=_report)
-
-    p = sub.add_parser("bench", help="benchmarks that print throughput figures")
-    _common(p)
-    p.add_argument("what", choices=["render", "captions", "validate", "train", "eval", "binding"], help="what to measure")
-    p.add_argument("-n", type=int, default=None, help="items to process (default depends on bench)")
-    p.add_argument("--quick", action="store_true",
-                   help="bench train: only today's step and the project's (no single switches, no compiling)")
-    p.set_defaults(func=_bench)
 
     return parser
 

@@ -2,21 +2,21 @@
 
 A file between stages can be damaged for ordinary reasons (a full disk, an interrupted copy, a
 hand-edited parquet, `--data` pointing at another version's folder, a partial DVC checkout). Each
-reader below checks what the README's "Data contracts" promise -- the file is readable, has the
-declared columns and types (or array shape and dtype, or JSON keys), its row count and ids agree with
-params and with the files read beside it -- and otherwise raises StageError with one line:
+reader below checks what docs/contracts.md promises -- the file is readable, has the declared
+columns and types (or array shape and dtype, or JSON keys), its row count and ids agree with params
+and with the files read beside it -- and otherwise raises StageError with one line:
 
     PATH: what is wrong; regenerate it with `bindlab ...`
 
 The CLI prints that line and exits 2. Stages call these readers before they write anything, so a
 refused input leaves every output as it was. The schemas here are the single declaration of the
-tables; the README tables describe them.
+tables; the tables of docs/contracts.md describe them. Checkpoints are read next to the model that
+their weights must fit (`read_checkpoint` in bindlab/model.py), with the key tables CHECKPOINT and
+RESUME declared here.
 """
 from __future__ import annotations
 
 import json
-import pickle
-import re
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +25,12 @@ from polars.exceptions import PanicException
 
 from bindlab.errors import StageError, require
 from bindlab.params import ATTRIBUTE_TYPES
+from bindlab.paths import DataPaths
 
 I8, I64, U32, F32, F64, STR, BOOL = pl.Int8, pl.Int64, pl.UInt32, pl.Float32, pl.Float64, pl.String, pl.Boolean
 LIST = pl.List
 
-# --- schemas (README "Data contracts") ----------------------------------------------------------
+# --- schemas (docs/contracts.md) ----------------------------------------------------------------
 
 SCENES = {"scene_id": I64, "obj": I8, "n_objects": I8, "shape": STR, **{t: STR for t in ATTRIBUTE_TYPES},
           "x": F32, "y": F32, "radius": F32, "x0": F32, "y0": F32, "x1": F32, "y1": F32, "area": F32,
@@ -77,7 +78,7 @@ RESUME = {"optimizer": dict, "scheduler": dict, "log": list}  # what `train` nee
 
 # --- generic readers ----------------------------------------------------------------------------
 
-def _short(e: BaseException) -> str:
+def short_error(e: BaseException) -> str:
     """An exception in a few words: its type and the first line of its message, clipped."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     text = lines[0] if lines else ""
@@ -95,7 +96,7 @@ def read_table(path, schema: dict, made_by: str) -> pl.DataFrame:
     try:
         table = pl.read_parquet(path)
     except (Exception, PanicException) as e:  # junk reaches polars' Rust code, which may panic
-        fail(path, f"not a readable parquet file ({_short(e)})", made_by)
+        fail(path, f"not a readable parquet file ({short_error(e)})", made_by)
     missing = [c for c in schema if c not in table.columns]
     if missing:
         fail(path, f"lacks column(s) {', '.join(missing)}", made_by)
@@ -132,7 +133,7 @@ def read_npy(path, made_by: str, n: int | None = None, what: str = "images") -> 
             shape, fortran, dtype = header(f)
             offset = f.tell()
     except Exception as e:  # noqa: BLE001 - anything unreadable in the header: say which file
-        fail(path, f"not a .npy array ({_short(e)})", made_by)
+        fail(path, f"not a .npy array ({short_error(e)})", made_by)
     if dtype != np.uint8 or len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or fortran:
         fail(path, f"holds {dtype} {shape}{' (Fortran order)' if fortran else ''}, not uint8 (n, H, W, 3) {what}",
              made_by)
@@ -179,7 +180,7 @@ def read_json(path, keys: dict, made_by: str) -> dict:
     try:
         obj = json.loads(Path(path).read_bytes())
     except ValueError as e:  # JSONDecodeError and UnicodeDecodeError both are
-        fail(path, f"not valid JSON ({_short(e)})", made_by)
+        fail(path, f"not valid JSON ({short_error(e)})", made_by)
     if not isinstance(obj, dict):
         fail(path, f"holds a JSON {type(obj).__name__}, not an object", made_by)
     check_keys(path, obj, keys, made_by)
@@ -322,54 +323,6 @@ def read_per_image(path, variant: str, seed: int, keys, n_items: int | None = No
     return table
 
 
-def read_checkpoint(path, made_by: str, device: str = "cpu", resume: bool = False) -> dict:
-    """A bindlab checkpoint: loadable with weights_only=True, self-describing (model_spec), and its
-    weights fit the model its model_spec builds. `resume`: also the optimiser state `train` needs."""
-    import torch
-    path = Path(path)
-    if not path.exists():
-        raise StageError(f"{path}: no such checkpoint; run `{made_by}` first")
-    try:
-        ck = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError as e:
-        # torch's weights-only refusal is a paragraph of advice; the fact is in its "WeightsUnpickler error"
-        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\.\s|\n|$)", str(e))
-        reason = found.group(1).strip() if found else _short(e)
-        fail(path, f"not a loadable checkpoint (refused by torch's weights-only loader: {reason})", made_by)
-    except Exception as e:  # noqa: BLE001 - truncated zip, empty file, ...: say which file
-        fail(path, f"not a loadable checkpoint ({_short(e)})", made_by)
-    if not isinstance(ck, dict) or "model_spec" not in ck:
-        raise StageError(f"{path}: not a bindlab checkpoint (no model_spec); for an open_clip model "
-                         f"pass --model NAME as well")
-    check_keys(path, ck, CHECKPOINT | (RESUME if resume else {}), made_by)
-    if resume and not isinstance(ck.get("rng_torch"), torch.Tensor):
-        fail(path, "lacks its RNG state (rng_torch)", made_by)
-    _check_weights(path, ck, made_by)
-    return ck
-
-
-def _check_weights(path, ck: dict, made_by: str) -> None:
-    """The weights have exactly the names and shapes of the model that ck's model_spec builds."""
-    import torch
-    from bindlab.model import build_model
-    try:
-        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
-            expected = build_model(ck["model_spec"]).state_dict()
-    except Exception as e:  # noqa: BLE001 - a damaged spec fails in open_clip in many ways
-        fail(path, f"its model_spec does not build a model ({_short(e)})", made_by)
-    got = ck["model"]
-    for name, t in expected.items():
-        w = got.get(name)
-        if not isinstance(w, torch.Tensor):
-            fail(path, f"weights lack {name}", made_by)
-        if tuple(w.shape) != tuple(t.shape) or not w.dtype.is_floating_point:
-            fail(path, f"weights {name} are {w.dtype} {tuple(w.shape)} where its model_spec needs "
-                       f"{t.dtype} {tuple(t.shape)}", made_by)
-    extra = sorted(set(got) - set(expected))
-    if extra:
-        fail(path, f"weights {extra[0]} (and {len(extra) - 1} more) are not in the model of its model_spec", made_by)
-
-
 # --- what the stages call: the reader of an artifact with the params that say what to expect ------
 
 def scenes_of(params, paths, scene_set: str) -> pl.DataFrame:
@@ -406,3 +359,13 @@ def results_of(folder: Path, made_by: str) -> dict | None:
     """A validation target's results.json, or None when it has not been validated yet."""
     f = Path(folder) / "results.json"
     return read_results(f, made_by) if f.exists() else None
+
+
+def require_passed(paths: DataPaths, variant: str) -> Path:
+    """For training: fail unless the variant's captions passed validation."""
+    marker = paths.validation(variant) / "passed.json"
+    if not marker.exists():
+        raise StageError(f"{marker} is missing: variant {variant!r} has not passed validation; "
+                         f"run `bindlab validate --variant {variant}` and fix what it reports")
+    read_verdict(marker, f"variant_{variant}", f"bindlab validate --variant {variant}")
+    return marker

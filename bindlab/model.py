@@ -1,13 +1,29 @@
-"""The CLIP model (open_clip's `CLIP`, built from a config in params.yaml) and its tokenizer.
+"""The CLIP model (open_clip's `CLIP`, built from a config in params.yaml), its tokenizer, and its
+checkpoints.
 
 A checkpoint is self-describing: it stores the model config and the tokenizer spec, so
-`load_model` needs nothing else. torch and open_clip are imported inside the functions.
+`load_model` needs nothing else. `read_checkpoint` checks one against the model its spec builds,
+which is why the checkpoint reader lives here and not with the other readers in bindlab/contracts.py
+(whose key tables CHECKPOINT and RESUME it uses).
 """
 from __future__ import annotations
 
-import numpy as np
+import math
+import pickle
+import re
+from pathlib import Path
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from open_clip.model import CLIP
+from open_clip.tokenizer import SimpleTokenizer
+from open_clip.transformer import text_global_pool
+
+from bindlab.contracts import CHECKPOINT, RESUME, check_keys, fail, short_error
+from bindlab.errors import StageError
 from bindlab.params import ModelCfg, Params
+from bindlab.wording import function_words
 
 PAD, SOT, EOT, UNK = "<pad>", "<sot>", "<eot>", "<unk>"
 SPECIALS = [PAD, SOT, EOT, UNK]   # ids 0..3; EOT id 2 is what text pooling looks for
@@ -27,7 +43,6 @@ class WordTokenizer:
 
     @classmethod
     def for_params(cls, params: Params, context_length: int) -> "WordTokenizer":
-        from bindlab.captions import function_words
         return cls(SPECIALS + sorted(params.vocab.words | function_words(params)), context_length)
 
     def spec(self) -> dict:
@@ -49,7 +64,6 @@ class OpenClipTokenizer:
     kind = "openclip"
 
     def __init__(self, context_length: int):
-        from open_clip.tokenizer import SimpleTokenizer
         self._tok = SimpleTokenizer(context_length=context_length)
         self.context_length = context_length
         self.vocab_size = len(self._tok.encoder)
@@ -82,8 +96,6 @@ def model_spec(params: Params, cfg: ModelCfg | None = None) -> dict:
 
 def build_model(spec: dict):
     """A freshly initialised open_clip CLIP (the caller seeds torch first)."""
-    import math
-    from open_clip.model import CLIP
     # output_dict: forward returns logit_scale already exponentiated, which is what ClipLoss takes
     return CLIP(embed_dim=spec["embed_dim"], vision_cfg=dict(spec["vision"]), text_cfg=dict(spec["text"]),
                 init_logit_scale=math.log(1 / spec.get("init_temperature", 0.07)), output_dict=True)
@@ -93,9 +105,6 @@ def encode_text_unpadded(model, text):
     """open_clip CLIP.encode_text on tokens cut to the batch's longest caption (+ EOT). Exact: the
     text tower is causal and pools at the first EOT, so padding after it never reaches the output;
     cutting it saves the text tower's work on padding (most of it for the short-caption variants)."""
-    import torch
-    import torch.nn.functional as F
-    from open_clip.transformer import text_global_pool
     n = int((text != 0).sum(1).max())    # 0 is <pad>; every caption has SOT ... EOT
     text = text[:, :n]
     cast_dtype = model.transformer.get_cast_dtype()
@@ -106,10 +115,54 @@ def encode_text_unpadded(model, text):
     return F.normalize(x, dim=-1)
 
 
+def read_checkpoint(path, made_by: str, device: str = "cpu", resume: bool = False) -> dict:
+    """A bindlab checkpoint: loadable with weights_only=True, self-describing (model_spec), and its
+    weights fit the model its model_spec builds. `resume`: also the optimiser state `train` needs."""
+    path = Path(path)
+    if not path.exists():
+        raise StageError(f"{path}: no such checkpoint; run `{made_by}` first")
+    try:
+        ck = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's weights-only refusal is a paragraph of advice; the fact is in its "WeightsUnpickler error"
+        found = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\.\s|\n|$)", str(e))
+        reason = found.group(1).strip() if found else short_error(e)
+        fail(path, f"not a loadable checkpoint (refused by torch's weights-only loader: {reason})", made_by)
+    except Exception as e:  # noqa: BLE001 - truncated zip, empty file, ...: say which file
+        fail(path, f"not a loadable checkpoint ({short_error(e)})", made_by)
+    if not isinstance(ck, dict) or "model_spec" not in ck:
+        raise StageError(f"{path}: not a bindlab checkpoint (no model_spec); for an open_clip model "
+                         f"pass --model NAME as well")
+    check_keys(path, ck, CHECKPOINT | (RESUME if resume else {}), made_by)
+    if resume and not isinstance(ck.get("rng_torch"), torch.Tensor):
+        fail(path, "lacks its RNG state (rng_torch)", made_by)
+    _check_weights(path, ck, made_by)
+    return ck
+
+
+def _check_weights(path, ck: dict, made_by: str) -> None:
+    """The weights have exactly the names and shapes of the model that ck's model_spec builds."""
+    try:
+        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG alone
+            expected = build_model(ck["model_spec"]).state_dict()
+    except Exception as e:  # noqa: BLE001 - a damaged spec fails in open_clip in many ways
+        fail(path, f"its model_spec does not build a model ({short_error(e)})", made_by)
+    got = ck["model"]
+    for name, t in expected.items():
+        w = got.get(name)
+        if not isinstance(w, torch.Tensor):
+            fail(path, f"weights lack {name}", made_by)
+        if tuple(w.shape) != tuple(t.shape) or not w.dtype.is_floating_point:
+            fail(path, f"weights {name} are {w.dtype} {tuple(w.shape)} where its model_spec needs "
+                       f"{t.dtype} {tuple(t.shape)}", made_by)
+    extra = sorted(set(got) - set(expected))
+    if extra:
+        fail(path, f"weights {extra[0]} (and {len(extra) - 1} more) are not in the model of its model_spec", made_by)
+
+
 def load_model(path, device: str = "cpu", made_by: str = "bindlab train --fresh"):
     """(model, tokenizer, checkpoint dict) from a bindlab checkpoint, loaded with weights_only=True and
-    checked (bindlab/contracts.py); `made_by`: the command that regenerates it, for the error."""
-    from bindlab.contracts import read_checkpoint
+    checked (`read_checkpoint`); `made_by`: the command that regenerates it, for the error."""
     ck = read_checkpoint(path, made_by, device)
     model = build_model(ck["model_spec"]).to(device)
     model.load_state_dict(ck["model"])

@@ -223,19 +223,19 @@ class Train(_Strict):
     log_every: int = Field(default=10, ge=1)
     eval_batch: int = Field(default=512, ge=1)
     # auto: bf16 autocast on a GPU, fp32 on the CPU (bf16 autocast measured slower there for the
-    # CPU model: `bindlab bench train`); bf16 on a CPU without bf16 instructions falls back to fp32
+    # CPU model: `python -m benchmarks.train`); bf16 on a CPU without bf16 instructions falls back to fp32
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False   # torch.compile the model (measured: small gain, ~1 min compile per run)
 
 
 class Study(_Strict):
-    """The study as a whole (issue 5): which seeds every variant is trained with, and the thresholds
+    """The study as a whole: which seeds every variant is trained with, and the thresholds
     the findings report uses to state a verdict from the numbers (bindlab/report.py)."""
     seeds: list[int] = Field(default=[0], min_length=1)   # dvc.yaml trains each variant once per seed
     ideal: str = "ideal"                  # the variant with the ideal data properties (findings 1-3, 5, 6)
     # finding 7 is judged on this run: the ideal data trained longer than the comparisons' shared budget
     # (the claim is about what ideal data can reach); dvc.yaml's `curve` stage scores its weight snapshots
-    # for the accuracy-against-training curve. It takes part in no other finding. `ideal` = no longer run.
+    # for the accuracy-against-training curve. It takes part in no other finding. `ideal`: no separate run.
     ideal_long: str = "ideal"
     # the eval.json metric a verdict is computed from; pairwise has an exact chance level (0.5), which
     # strict's "1 / (negatives + 1)" is not for models that learned little (they score below it)

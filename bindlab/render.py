@@ -11,18 +11,23 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import tempfile
+import textwrap
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from tqdm import tqdm
 
 from bindlab import look
+from bindlab.contracts import SCENES, scenes_of
 from bindlab.errors import StageError
 from bindlab.io import atomic_path
 from bindlab.params import Params
 from bindlab.paths import DataPaths
+from bindlab.wording import full_captions
 
 BACKGROUND = (0, 0, 0)
 SHADE = 0.4  # the second tone of a textured object is its colour darkened to this factor
@@ -189,7 +194,6 @@ def render_to_npy(params: Params, scenes: pl.DataFrame, out: str | Path, workers
                   progress: bool = True, _write: bool = True) -> None:
     """Render every scene of the table (scene_id 0..n-1) into `out` (.npy, uint8 N,H,W,3), atomically."""
     global _JOB
-    from tqdm import tqdm
 
     workers = workers or params.render.workers
     scenes = scenes.sort(["scene_id", "obj"])
@@ -220,9 +224,6 @@ def render_to_npy(params: Params, scenes: pl.DataFrame, out: str | Path, workers
 def contact_sheet(images: np.ndarray, captions: list[str], out: str | Path, cols: int = 4,
                   scale: int = 3, title: str | None = None) -> None:
     """A PNG grid of images (upscaled, nearest) with their captions underneath, for people."""
-    from PIL import ImageFont
-    import textwrap
-
     n = len(images)
     side = images.shape[1] * scale
     font = ImageFont.load_default(size=13)
@@ -246,9 +247,6 @@ def contact_sheet(images: np.ndarray, captions: list[str], out: str | Path, cols
 
 
 def render_stage(params: Params, paths: DataPaths, scene_set: str, workers: int | None = None) -> None:
-    from bindlab.captions import full_captions
-    from bindlab.contracts import scenes_of
-
     scenes = scenes_of(params, paths, scene_set)
     render_to_npy(params, scenes, paths.images(scene_set), workers=workers)
     images = np.load(paths.images(scene_set), mmap_mode="r")
@@ -272,7 +270,6 @@ def single_objects(params: Params, rows: list[dict]) -> pl.DataFrame:
         out.append({"scene_id": i, "obj": 0, "n_objects": 1, **obj, "x": 0.5, "y": 0.5, "radius": r,
                     "x0": 0.5 - r, "y0": 0.5 - r, "x1": 0.5 + r, "y1": 0.5 + r,
                     "area": look.unit_area(obj["shape"], obj["aspect"]) * r * r, "saliency_rank": 0, "unseen": False})
-    from bindlab.contracts import SCENES
     return pl.DataFrame(out).select(list(SCENES)).cast(SCENES)
 
 
@@ -287,8 +284,6 @@ def vocabulary_rows(params: Params, base: dict | None = None) -> list[tuple[str,
 
 def vocabulary_sheet(params: Params, out: str | Path) -> int:
     """A PNG: one row per attribute value, one column per shape, each at render.image_size (upscaled)."""
-    import tempfile
-
     rows = vocabulary_rows(params)
     scenes = single_objects(params, [obj for _, _, obj in rows])
     with tempfile.TemporaryDirectory() as tmp:

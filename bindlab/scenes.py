@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from bindlab import look
+from bindlab.contracts import SCENES, read_table
 from bindlab.errors import StageError
 from bindlab.io import write_parquet
 from bindlab.params import Params, parse_combo
@@ -162,5 +163,4 @@ def sample_stage(params: Params, paths: DataPaths, scene_set: str) -> pl.DataFra
 def load_scenes(path) -> pl.DataFrame:
     """A scene table checked against the contract (columns, types); stages use contracts.scenes_of,
     which also checks the scene count against params."""
-    from bindlab.contracts import SCENES, read_table
     return read_table(path, SCENES, "bindlab sample")

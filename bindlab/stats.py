@@ -15,12 +15,14 @@ import math
 import numpy as np
 import polars as pl
 
+from bindlab.contracts import captions_of, scenes_of
 from bindlab.io import write_json, write_parquet
 from bindlab.params import Params
 from bindlab.paths import DataPaths
+from bindlab.wording import SEPARATOR, function_words
+
 
 def allowed_words(params: Params) -> list[str]:
-    from bindlab.captions import function_words
     return sorted(params.vocab.words | function_words(params))
 
 
@@ -75,8 +77,6 @@ def mention_stats(params: Params, captions: pl.DataFrame, scenes: pl.DataFrame) 
 def caption_stats(params: Params, captions: pl.DataFrame, scenes: pl.DataFrame,
                   mentions: pl.DataFrame | None = None) -> pl.DataFrame:
     """One row per caption (same order as `captions`); every flag is 0/1 so that its mean is a rate."""
-    from bindlab.captions import SEPARATOR
-
     mentions = mention_stats(params, captions, scenes) if mentions is None else mentions
     per_scene = scenes.group_by("scene_id").agg(
         pl.len().cast(pl.Int64).alias("n_objects"),
@@ -211,7 +211,6 @@ def summary_row(variant: str, summary: dict) -> pl.DataFrame:
 
 def variant_stats(params: Params, paths: DataPaths, variant: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(caption statistics, mention statistics) of a variant, from its caption and scene tables."""
-    from bindlab.contracts import captions_of, scenes_of
     v = params.variant(variant)
     captions = captions_of(params, paths, variant)
     scenes = scenes_of(params, paths, v.scenes)

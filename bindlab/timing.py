@@ -2,7 +2,7 @@
 
 Checkpoints, train.tsv and eval.json hold only what the seed determines, so the same params give the
 same bytes. Seconds, samples/s and the data-wait fraction go to `data/runs/metrics/V/seedS/timing.json`
-(`DataPaths.timing`), an undeclared file that readers (report, bench binding, flow artifacts) use when
+(`DataPaths.timing`), an undeclared file that readers (report, benchmarks.binding, flow artifacts) use when
 it is present:
 
     {"train": {"seconds": total, "log": [[step, samples_per_s, data_wait_frac, elapsed_s], ...],

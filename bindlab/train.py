@@ -17,10 +17,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from open_clip.loss import ClipLoss
+from tqdm import tqdm
 
 from bindlab import timing
+from bindlab.contracts import captions_of, images_of, require_passed
 from bindlab.errors import StageError
 from bindlab.io import atomic_path
+from bindlab.model import build_model, encode_text_unpadded, make_tokenizer, model_spec, n_parameters, read_checkpoint
 from bindlab.params import Params, ParamsError, Variant
 from bindlab.paths import DataPaths
 
@@ -38,7 +44,6 @@ class TrainData:
     """Memory-mapped images and pre-tokenised captions (and hard negatives) of one variant."""
 
     def __init__(self, params: Params, paths: DataPaths, variant: str, v: Variant, tokenizer):
-        from bindlab.contracts import captions_of, images_of
         # both checked against the scene set's size in params, hence against each other
         self.images = images_of(params, paths, v.scenes)
         caps = captions_of(params, paths, variant).sort("scene_id")
@@ -84,7 +89,6 @@ class TrainData:
 
 def images_to_tensor(images: np.ndarray, device):
     """uint8 (n, H, W, 3) -> float (n, 3, H, W) in [-1, 1]."""
-    import torch
     x = torch.from_numpy(images).to(device, non_blocking=True).permute(0, 3, 1, 2).float()
     return x.div_(127.5).sub_(1.0)
 
@@ -92,10 +96,6 @@ def images_to_tensor(images: np.ndarray, device):
 def make_loss():
     """open_clip's ClipLoss; with hard negatives, their text features are extra columns of the
     image->text logits (every image must beat them), while text->image stays over the true captions."""
-    import torch
-    import torch.nn.functional as F
-    from open_clip.loss import ClipLoss
-
     class NegClipLoss(ClipLoss):
         def forward(self, image_features, text_features, logit_scale, neg_features=None, neg_valid=None):
             if neg_features is None:
@@ -121,7 +121,6 @@ def lr_factor(step: int, warmup: int, steps: int, min_ratio: float) -> float:
 def _optimizer(model, tp):
     """AdamW, weight decay on matrices only. fused: one kernel over all parameters instead of a
     dozen small ops per tensor, which dominated the CPU step of this small model."""
-    import torch
     decay = [p for p in model.parameters() if p.ndim >= 2]       # matrices and embeddings
     rest = [p for p in model.parameters() if p.ndim < 2]         # biases, norms, logit_scale
     return torch.optim.AdamW([{"params": decay, "weight_decay": tp.weight_decay},
@@ -130,7 +129,6 @@ def _optimizer(model, tp):
 
 
 def _save(path: Path, obj) -> None:
-    import torch
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         torch.save(obj, f)  # to a file object: the zip's folder is "archive", not the temp file's random name
 
@@ -146,9 +144,9 @@ def _write_tsv(path: Path, rows: list[list[float]]) -> None:
 def train_step(model, opt, sched, loss_fn, b: dict, device: str, autocast, grad_clip: float,
                foreach_clip: bool = True, trim_text: bool = False):
     """One optimiser step on a batch from TrainData.batch; returns the loss tensor. foreach_clip:
-    one norm over all gradients at once (per tensor is what `bench train` calls today's step);
-    trim_text: the text tower skips the padding after the batch's longest caption (exact)."""
-    import torch
+    one norm over all gradients at once (False: one per tensor, as in the plain step that
+    `python -m benchmarks.train` compares against); trim_text: the text tower skips the padding after
+    the batch's longest caption (exact)."""
     images = images_to_tensor(b["images"], device)
     texts = torch.from_numpy(b["tokens"]).to(device)
     n_true = texts.shape[0]
@@ -156,7 +154,6 @@ def train_step(model, opt, sched, loss_fn, b: dict, device: str, autocast, grad_
         texts = torch.cat([texts, torch.from_numpy(b["neg_tokens"]).to(device)])
     with autocast:
         if trim_text:
-            from bindlab.model import encode_text_unpadded
             img_f, txt_f = model.encode_image(images, normalize=True), encode_text_unpadded(model, texts)
             scale = model.logit_scale.exp()
         else:   # the plain open_clip forward (and what torch.compile compiles)
@@ -181,7 +178,6 @@ def train_step(model, opt, sched, loss_fn, b: dict, device: str, autocast, grad_
 def setup_torch(device: str, threads: int) -> None:
     """Thread count, and flush-to-zero on the CPU: Adam's second moments and small gradients decay into
     denormal floats, which the CPU computes on a slow path (the step slowed several-fold without it)."""
-    import torch
     torch.set_num_threads(threads)
     if device == "cpu":
         torch.set_flush_denormal(True)
@@ -190,7 +186,6 @@ def setup_torch(device: str, threads: int) -> None:
 def precision_for(device: str, precision: str = "auto") -> str:
     """bf16 or fp32: auto = bf16 on a GPU, fp32 on the CPU; bf16 on a CPU only where it has bf16
     instructions (elsewhere autocast would emulate it, slower than fp32)."""
-    import torch
     if precision == "auto":
         return "bf16" if device == "cuda" else "fp32"
     if precision == "bf16" and device == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
@@ -200,7 +195,6 @@ def precision_for(device: str, precision: str = "auto") -> str:
 
 def autocast_for(device: str, precision: str = "auto"):
     """The autocast context of the run's precision (a no-op context for fp32)."""
-    import torch
     if precision_for(device, precision) == "bf16":
         return torch.autocast(device, dtype=torch.bfloat16)
     return _null()
@@ -208,7 +202,6 @@ def autocast_for(device: str, precision: str = "auto"):
 
 def maybe_compile(model, enabled: bool):
     """torch.compile (inductor) when enabled; the module keeps its state_dict keys via _orig_mod."""
-    import torch
     return torch.compile(model) if enabled else model
 
 
@@ -220,16 +213,10 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
     Refuses a variant whose captions have not passed `bindlab validate` unless
     require_validation is False. `_stop_after` ends the loop after that many steps of this call,
     as an interruption would (tests use it to check resuming)."""
-    import torch
-    from bindlab.contracts import read_checkpoint
-    from bindlab.model import build_model, make_tokenizer, model_spec, n_parameters
-    from tqdm import tqdm
-
     cfg, tp = training_params(params)
     v = params.variant(variant)
     seed = params.seed if seed is None else seed
     if require_validation:
-        from bindlab.validate import require_passed
         require_passed(paths, variant)
     spec = model_spec(params)
     tokenizer = make_tokenizer(spec["tokenizer"])

@@ -14,22 +14,22 @@ import time
 from pathlib import Path
 from typing import Literal
 
+import yaml
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import ValidationError
 
+from bindlab.contracts import read_eval
+from bindlab.metrics import HEADLINE
+from bindlab.params import ParamsError, Params, _format_validation_error, apply_profile, load_params
+from bindlab.paths import DataPaths
 from flows.study import files_url, project_slot
 from tasks import dvc as dvc_sync
-
-KEYS = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t")
 
 
 def new_variant(root: Path, base: str, knobs: dict, name: str | None, seeds: list[int] | None):
     """-> (name, its overrides, seeds, the params as loaded): the knobs over the base variant,
     validated as params.yaml with that variant added would be. ParamsError (one line) otherwise."""
-    import yaml
-    from pydantic import ValidationError
-
-    from bindlab.params import ParamsError, Params, _format_validation_error, apply_profile, load_params
     params = load_params(root / "params.yaml")   # the file itself must be valid first
     raw = yaml.safe_load((root / "params.yaml").read_text())
     if base not in raw["variants"]:
@@ -56,14 +56,14 @@ def new_variant(root: Path, base: str, knobs: dict, name: str | None, seeds: lis
     return name, overrides, seeds, checked
 
 
-def _metrics(root: Path, variant: str, seeds: list[int]) -> list[dict]:
-    from bindlab.paths import DataPaths
+def _metrics(root: Path, variant: str, seeds: list[int], metric: str) -> list[dict]:
+    """The headline metrics of the variant's runs that have an eval.json (read through its contract)."""
     rows = []
     for seed in seeds:
         f = DataPaths(root / "data").metrics(variant, seed) / "eval.json"
         if f.exists():
-            r = json.loads(f.read_text())
-            rows.append({"variant": variant, "seed": seed, **{k: r.get(k) for k in KEYS}})
+            r = read_eval(f, variant, seed, metric)
+            rows.append({"variant": variant, "seed": seed, **{k: r.get(k) for k in HEADLINE}})
     return rows
 
 
@@ -94,7 +94,6 @@ def experiment(base: str = "ideal", name: str | None = None,
     """
     log = get_run_logger()
     root = Path.cwd()
-    from bindlab.params import ParamsError
     if not (root / "dvc.yaml").exists():
         raise ParamsError(f"{root}: no dvc.yaml; run the flow in the project folder")
     knobs = dict(density=density, completeness=completeness, objects_mentioned=objects_mentioned,
@@ -107,14 +106,14 @@ def experiment(base: str = "ideal", name: str | None = None,
         targets = [f"train@{name}-{s}" for s in seeds] + [f"evaluate@{name}-{s}" for s in seeds] + [f"audit@{name}"]
         log.info(f"experiment {exp_name}: variant {name} = {overrides}; stages {', '.join(targets)}")
         dvc_sync.exp_run(root, exp_name, {f"++variants.{name}": overrides}, targets, log)
-    _publish(root, name, base, params.study.ideal, seeds, exp_name, overrides)
-    return {"variant": name, "experiment": exp_name, "metrics": _metrics(root, name, seeds)}
+    _publish(root, name, base, params.study.ideal, seeds, exp_name, overrides, params.study.metric)
+    return {"variant": name, "experiment": exp_name, "metrics": _metrics(root, name, seeds, params.study.metric)}
 
 
-def _publish(root: Path, name: str, base: str, ideal: str, seeds: list[int], exp_name: str, overrides: dict):
-    from bindlab.paths import DataPaths
+def _publish(root: Path, name: str, base: str, ideal: str, seeds: list[int], exp_name: str, overrides: dict,
+             metric: str):
     paths = DataPaths(root / "data")
-    rows = [r for v in dict.fromkeys([name, base, ideal]) for r in _metrics(root, v, seeds)]
+    rows = [r for v in dict.fromkeys([name, base, ideal]) for r in _metrics(root, v, seeds, metric)]
     key = f"whatif-{name.replace('_', '-')}"
     if rows:
         create_table_artifact(key=key, table=rows, description=f"{name} ({exp_name}) beside {base} and {ideal}")

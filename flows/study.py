@@ -1,7 +1,8 @@
 """The study as Prefect flows: `study` (all or selected variants, fanned out across a task runner) and
 `variant` (one variant). The task graph is DVC's: one Prefect task per stage of dvc.yaml as DVC expands
-it (named by the stage, e.g. `train@ideal-0`), running that stage's own `cmd`, after the stages it
-depends on (tasks/dvc.py). A stage added to dvc.yaml is run with no edit here.
+it (named by the stage, e.g. `train@ideal-0`, from tasks/pipeline.py), running that stage's own `cmd`
+(tasks/dvc.py), after the stages it depends on. A stage added to dvc.yaml is run with no edit here.
+The profile runner of `make study PROFILE=P` is DVC alone, without Prefect: tasks/experiment.py.
 
 DVC stays consistent: stages that `dvc status` reports up to date are skipped (unless something
 upstream of them runs), and every stage that finished is recorded with `dvc commit` at the end, even
@@ -21,6 +22,7 @@ processes, or an existing cluster at `dask_address`). Each task runs its stage a
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -28,7 +30,13 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from bindlab import timing
+from bindlab.contracts import read_eval
+from bindlab.metrics import HEADLINE
+from bindlab.params import ParamsError, load_params
+from bindlab.paths import DataPaths
 from tasks import dvc as dvc_sync
+from tasks.pipeline import Stage, pipeline, select
 
 Runner = Literal["processes", "threads", "dask"]
 RETRY = {"render": 1, "benchmark": 1, "train": 1, "evaluate": 1}  # dvc.yaml stage -> retries (transient failures)
@@ -84,40 +92,8 @@ def make_runner(runner: Runner, workers: int, dask_address: str | None = None):
     return ProcessPoolTaskRunner(max_workers=workers)
 
 
-def variant_of(s: dvc_sync.Stage, variants: set[str]) -> str | None:
-    """The variant a stage belongs to (`audit@V`, `train@V-S`), None for shared and plain stages."""
-    if s.key in variants:
-        return s.key
-    v, _, seed = (s.key or "").rpartition("-")
-    return v if v in variants and seed.isdigit() else None
-
-
-def of_run(s: dvc_sync.Stage, variants: set[str], chosen: set[str], seeds: set[int]) -> bool:
-    """The stage belongs to one of the `chosen` variants and, when it is per seed, to one of `seeds`."""
-    v = variant_of(s, variants)
-    return v in chosen and (s.key == v or int(s.key.rpartition("-")[2]) in seeds)
-
-
-def select(stages: dict[str, dvc_sync.Stage], variants: set[str], chosen: set[str],
-           seeds: set[int]) -> list[str]:
-    """The stages a run of the `chosen` variants needs, in DVC's order: the stages of those variants
-    (and seeds), what they depend on, the stages sharing a key with those (e.g. `validate_scenes@SET`
-    beside `render@SET`), and every plain stage (the benchmark, the cross-variant pages, the report).
-    Stages of other variants are left out."""
-    picked = {n for n, s in stages.items() if of_run(s, variants, chosen, seeds)}
-    todo = list(picked)
-    while todo:
-        for up in stages[todo.pop()].upstream:
-            if up not in picked and variant_of(stages[up], variants) is None:
-                picked.add(up)
-                todo.append(up)
-    keys = {stages[n].key for n in picked}
-    return [n for n, s in stages.items()
-            if n in picked or (variant_of(s, variants) is None and (s.key is None or s.key in keys))]
-
-
 @flow(name="study-fanout")
-def _fanout(root: str, stages: dict[str, dvc_sync.Stage], names: list[str], stale: list[str] | None) -> dict[str, str]:
+def _fanout(root: str, stages: dict[str, Stage], names: list[str], stale: list[str] | None) -> dict[str, str]:
     """Submit each stage that is stale or has an upstream stage submitted; -> {stage: final state name}."""
     futures = {}
     for name in names:
@@ -137,17 +113,14 @@ def _fanout(root: str, stages: dict[str, dvc_sync.Stage], names: list[str], stal
 
 def _artifacts(root: Path, variants: list[str], seeds: list[int], metric: str) -> None:
     """A metrics table per variant, and links to the report and audit pages."""
-    import json
-    from bindlab import timing
-    from bindlab.paths import DataPaths
     paths = DataPaths(root / "data")
-    keys = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "r5_i2t")
+    keys = (*HEADLINE, "r5_i2t")
     for v in variants:
         rows = []
         for seed in seeds:
             f = paths.metrics(v, seed) / "eval.json"
             if f.exists():
-                r = json.loads(f.read_text())
+                r = read_eval(f, v, seed, metric)
                 rows.append({"seed": seed, **{k: r.get(k) for k in keys},
                              "train_seconds": timing.train_seconds(paths.timing(f.parent))})
         if rows:
@@ -185,7 +158,6 @@ def study(variants: list[str] | None = None, seeds: list[int] | None = None,
 def run_study(variants: list[str] | None, seeds: list[int] | None, runner: Runner, workers: int,
               dask_address: str | None, only_stale: bool, dvc_commit: bool) -> dict[str, str]:
     """The body of `study` (and `variant`), run while holding the project's slot."""
-    from bindlab.params import ParamsError, load_params
     log = get_run_logger()
     root = Path.cwd()
     if not (root / "dvc.yaml").exists():
@@ -200,7 +172,7 @@ def run_study(variants: list[str] | None, seeds: list[int] | None, runner: Runne
         raise ParamsError(f"seeds {seeds}: dvc.yaml runs study.seeds {params.study.seeds}; set study.seeds "
                           f"in params.yaml (the DVC stages of other seeds do not exist)")
     dvc_sync.check_unlocked(root)   # a terminal `dvc repro` running: fail now, before anything is written
-    stages = dvc_sync.pipeline(root)
+    stages = pipeline(root)
     names = (list(stages) if subset is None and seeds == list(params.study.seeds)
              else select(stages, set(params.variants), set(chosen), set(seeds)))
     stale = sorted(dvc_sync.stale_stages(root)) if only_stale else None
@@ -229,60 +201,5 @@ def variant(variant: str, seeds: list[int] | None = None, only_stale: bool = Tru
         return run_study([variant], seeds, "threads", 1, None, only_stale, True)
 
 
-def dvc_targets(root: Path, profile: str) -> list[str]:
-    """The stages `dvc exp run -S profile=PROFILE` is given as targets: those of the profile's
-    run_variants (every seed) and every shared stage that needs nothing else (the scene sets they
-    train on, the benchmark, and their validation: DVC would skip `validate_*`, upstream of no
-    variant stage); none (every stage) without run_variants. The report and the cross-variant pages
-    are not targets: they depend on every variant's outputs."""
-    from bindlab.params import load_params
-    params = load_params(root / "params.yaml", profile=profile)
-    if not params.run_variants:
-        return []
-    stages = dvc_sync.pipeline(root)
-    chosen = select(stages, set(params.variants), set(params.run_variants), set(params.study.seeds))
-    closed: set[str] = set()
-    while grown := {n for n in chosen if n not in closed and stages[n].upstream <= closed}:
-        closed |= grown
-    # DVC addresses a stage as `path/dvc.yaml:name` from another folder: the targets are names in root
-    return [n.rpartition(":")[2] for n in chosen if n in closed]
-
-
-def run_experiment(root: Path, profile: str) -> int:
-    """`make study PROFILE=P`: `dvc exp run -S profile=P` on P's targets, then its report (data/report;
-    the README's results stay the default study's). params.yaml is put back as it was afterwards, so a
-    following `make study` is the default study again; the run stays listed in `dvc exp show`."""
-    import subprocess
-    import sys
-    targets = dvc_targets(root, profile)
-    params_file = root / "params.yaml"
-    before = params_file.read_bytes()
-    try:
-        for cmd in ([sys.executable, "-m", "dvc", "exp", "run", "-S", f"profile={profile}", *targets],
-                    [sys.executable, "-m", "bindlab.cli", "report"]):
-            rc = subprocess.run(cmd, cwd=root, env=dvc_sync.stage_env()).returncode
-            if rc:
-                return rc
-    finally:
-        if params_file.read_bytes() != before:
-            params_file.write_bytes(before)
-            print(f"params.yaml: put back as it was before this run (profile={profile} was for this run only)")
-    return 0
-
-
 if __name__ == "__main__":
-    import sys
-    # the Makefile: `make study PROFILE=P` runs `--experiment P`; `--targets P` prints P's DVC targets
-    if sys.argv[1:2] in (["--targets"], ["--experiment"]):
-        from bindlab.errors import StageError
-        from bindlab.params import ParamsError
-        try:
-            if sys.argv[1] == "--targets":
-                print(" ".join(dvc_targets(Path.cwd(), sys.argv[2])))
-            else:
-                sys.exit(run_experiment(Path.cwd(), sys.argv[2]))
-        except (ParamsError, StageError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-    else:
-        study(variants=sys.argv[1:] or None)
+    study(variants=sys.argv[1:] or None)

@@ -9,8 +9,8 @@ import polars as pl
 import pytest
 
 from bindlab.benchmark import benchmark_stage
-from bindlab.captions import matches, objects_of
 from bindlab.paths import DataPaths
+from bindlab.wording import matches, objects_of
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from bindlab.captions import caption_text, describe, function_words, make_captions, matches, objects_of
+from bindlab.captions import make_captions
 from bindlab.scenes import sample_scenes
+from bindlab.wording import caption_text, describe, function_words, matches, objects_of
 
 N = 10_000
 

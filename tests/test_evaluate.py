@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import polars as pl
@@ -12,7 +11,8 @@ import torch
 from bindlab import timing
 from bindlab.cli import main
 from bindlab.errors import StageError
-from bindlab.evaluate import HEADLINE, binding_metrics, evaluate_stage
+from bindlab.evaluate import evaluate_stage
+from bindlab.metrics import HEADLINE, binding_metrics
 from bindlab.train import train_stage
 from tiny_clip import build_tiny_data, tiny_raw
 
@@ -216,25 +216,6 @@ def test_bad_input_is_one_line_and_exit_2(trained, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "junk.pt: not a loadable checkpoint" in err[0]
     assert not (tmp_path / "o").exists()
-
-
-def test_bench_commands_print_their_figures(trained, capsys):
-    folder, params, paths = trained
-    pf, data = str(folder / "params.yaml"), str(paths.root)
-    train_stage(params, paths, "one_object", progress=False, require_validation=False)
-    for v in ("ideal", "one_object"):
-        evaluate_stage(params, paths, v, plots=False)
-    assert main(["bench", "train", "--params", pf, "--data", data, "-n", "1", "--quick"]) == 0
-    assert main(["bench", "eval", "--params", pf, "--data", data]) == 0
-    assert main(["bench", "binding", "--params", pf, "--data", data]) == 0
-    out = capsys.readouterr().out
-    assert "today (fp32 eager)" in out and "project (tiny as in params.yaml" in out and "data wait" in out
-    assert re.search(r"project \(tiny.*\d+\.\d+ +\d+\.\d\dx", out)
-    assert "image tower" in out and "full benchmark" in out
-    assert re.search(r"\(before\), \d+\.\d s with each distinct text once, padding cut \(now\): \d+\.\d\dx", out)
-    assert out.count("(target >= 0.93)") >= 1 and out.count("(target <= 0.35)") >= 1
-    assert "on the object counts it was trained on (2, 3)" in out
-    assert "     3 " in out and "     6 " in out   # the curve over the snapshots of steps 3 and 6
 
 
 def test_text_features_match_open_clip_per_text_in_order_with_repeats(trained):

@@ -96,7 +96,7 @@ ARTIFACTS = [
              "expectations", "success", _drop_first_expectation,
              _not_validated("audit --variant") | _not_validated("audit --overview")),
     Artifact("benchmark files", "benchmark/scenes.parquet", ("validate --benchmark", "evaluate --variant"),
-             "outline", "x"),   # drops an attribute type of issue 14: part of the contract too
+             "outline", "x"),   # drops an attribute type (outline): part of the contract too
     Artifact("benchmark files", "benchmark/items.parquet", ("validate --benchmark", "evaluate --variant"),
              "negative", "scene_id"),
     Artifact("benchmark files", "benchmark/probes.parquet", ("validate --benchmark", "evaluate --variant"),
@@ -248,8 +248,8 @@ def test_fault(study, a, damage, reader, capsys):
     assert not changed, f"written or changed: {changed}"
 
 
-def test_readme_tables_are_the_contracts():
-    """The README's scene and caption tables list exactly the columns and types of bindlab/contracts.py."""
+def test_documented_tables_are_the_contracts():
+    """docs/contracts.md's scene and caption tables list exactly the columns and types of bindlab/contracts.py."""
     import re
     from bindlab.contracts import CAPTIONS, SCENES
     from conftest import REPO
@@ -259,7 +259,7 @@ def test_readme_tables_are_the_contracts():
             return f"list[{notation(dtype.inner)}]"
         return {pl.Int8: "i8", pl.Int64: "i64", pl.Float32: "f32", pl.String: "str", pl.Boolean: "bool"}[dtype]
 
-    readme = (REPO / "README.md").read_text()
+    readme = (REPO / "docs" / "contracts.md").read_text()
     for title, schema in (("**Scene table**", SCENES), ("**Captions**", CAPTIONS)):
         section = readme[readme.index(title):]
         section = section[:section.index("\n\n", section.index("| column"))]

@@ -143,7 +143,7 @@ def test_experiment_bad_knob_fails_at_once(harness, in_folder):
 
 
 def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
-    """`make study PROFILE=P` (flows.study --experiment P) gives `dvc exp run` the stages of P's
+    """`make study PROFILE=P` (tasks.experiment --experiment P) gives `dvc exp run` the stages of P's
     run_variants (every seed) and the shared stages that need nothing else (their scene set, the
     benchmark, and the validation of both) as targets: DVC runs those, no stage of another variant;
     the report then covers exactly them, and params.yaml is put back, so a plain `make study` is the
@@ -151,7 +151,7 @@ def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
     import subprocess
     import sys
     from bindlab.params import ParamsError
-    from flows.study import dvc_targets
+    from tasks.experiment import dvc_targets
     r = raw(variants=("ideal", "one_object", "density_1"))
     r["profiles"]["smoke"] = {"run_variants": ["ideal", "density_1"]}
     folder = project(tmp_path / "study", r)
@@ -162,7 +162,7 @@ def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
     assert {"captions@ideal", "train@density_1-0", "evaluate@ideal-0", "curve@ideal-0", "audit@density_1"} <= set(targets)
     assert dvc_targets(folder, "default") == []
     before = (folder / "params.yaml").read_bytes()
-    run = subprocess.run([sys.executable, "-m", "flows.study", "--experiment", "smoke"], cwd=folder,
+    run = subprocess.run([sys.executable, "-m", "tasks.experiment", "--experiment", "smoke"], cwd=folder,
                          capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Running stage 'train@density_1-0'" in run.stdout and "Running stage 'validate_benchmark'" in run.stdout
@@ -175,6 +175,6 @@ def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
     with pytest.raises(ParamsError, match="run_variants: 'nope' is not a variant"):
         write(folder, dict(r, profiles={"smoke": {"run_variants": ["nope"]}}))
         dvc_targets(folder, "smoke")
-    bad = subprocess.run([sys.executable, "-m", "flows.study", "--targets", "nope"], cwd=folder,
+    bad = subprocess.run([sys.executable, "-m", "tasks.experiment", "--targets", "nope"], cwd=folder,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "profile: 'nope'" in bad.stderr

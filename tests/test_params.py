@@ -94,7 +94,7 @@ def test_repository_params_are_valid():
      "'dashed' has no rendering"),
     (lambda r: r["vocab"]["attributes"].pop("shade"), "vocab.attributes", "must be exactly"),
 ], ids=["priority_incomplete", "choice_unknown", "bench_density", "context_short", "unknown_outline", "type_missing"])
-def test_issue14_keys_are_validated(tmp_path, edit, key, hint):
+def test_attribute_keys_are_validated(tmp_path, edit, key, hint):
     import yaml
     from bindlab.params import ParamsError, load_params
     from conftest import REPO

@@ -225,7 +225,8 @@ def test_finding_1_shows_the_probe_at_each_variants_own_density(tmp_path):
     """Beside finding 1's verdict: each density variant's probe_by_k at its own k (one object, k named
     attributes) with its interval. Density 0 has nothing to probe; a run without probes of its k (here
     density_3 and density_4) is left out; the verdict is the same as without it."""
-    from bindlab.report import build, markdown
+    from bindlab.report import build
+    from bindlab.report_pages import markdown
     params, paths, _ = setup(tmp_path)
     before = by_number(build(params, paths))[1]
     own = {"density_1": (1, 0.52), "density_2": (2, 0.55), "density_5": (5, 0.60), "ideal": (6, 0.70)}

@@ -22,7 +22,7 @@ def _scenes() -> pl.DataFrame:
         (1, 1, "cross", "small", "cyan", "checkered", 0.1, 1),
     ]
     cols = ["scene_id", "obj", "shape", *TYPES, "x", "saliency_rank"]
-    # the attribute types of issue 14, at one value each (these tests name only the three above)
+    # the other attribute types, at one value each (these tests name only the three above)
     return pl.DataFrame(rows, schema=cols, orient="row").with_columns(
         pl.col("obj").cast(pl.Int8), pl.col("saliency_rank").cast(pl.Int8), pl.col("x").cast(pl.Float32),
         aspect=pl.lit("regular"), shade=pl.lit("vivid"), outline=pl.lit("unbordered"))

@@ -13,7 +13,9 @@ import pytest
 from bindlab.cli import main
 from bindlab.errors import StageError
 from bindlab.io import write_parquet
-from bindlab.validate import caption_suite, require_passed, validate_benchmark, validate_scenes, validate_variant
+from bindlab.contracts import require_passed
+from bindlab.suites import caption_suite
+from bindlab.validate import validate_benchmark, validate_scenes, validate_variant
 
 VARIANTS = ["density_2", "one_object", "completeness_50", "natural", "hardneg"]
 
@@ -27,7 +29,7 @@ def study(tmp_path_factory):
 def _corrupt_density(params, paths, variant: str, fraction: float = 0.1) -> int:
     """Drop every attribute from `fraction` of the captions, text and record alike (a plausible bug
     upstream: a consistent caption that simply lacks its attributes). -> captions changed."""
-    from bindlab.captions import caption_text, describe, objects_of
+    from bindlab.wording import caption_text, describe, objects_of
     from bindlab.scenes import load_scenes
 
     table = pl.read_parquet(paths.captions(variant))

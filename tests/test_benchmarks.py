@@ -1,0 +1,62 @@
+"""The speed benchmarks (benchmarks/) run end to end on a tiny study and print their figures."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from benchmarks import binding, captions, evaluate, render, train, validate
+from bindlab.evaluate import evaluate_stage
+from bindlab.train import train_stage
+from conftest import write_params
+from tiny_clip import build_tiny_data, tiny_raw
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny study with ideal and one_object trained and evaluated."""
+    folder = tmp_path_factory.mktemp("benchmarks")
+    params, paths = build_tiny_data(folder, tiny_raw())
+    for v in ("ideal", "one_object"):
+        train_stage(params, paths, v, progress=False, require_validation=False)
+        evaluate_stage(params, paths, v, plots=False)
+    return folder, params, paths
+
+
+def test_data_benchmarks_print_their_figures(tiny_params_file, capsys):
+    pf = str(tiny_params_file)
+    assert render.main(["--params", pf, "-n", "200"]) == 0
+    assert captions.main(["--params", pf, "-n", "300"]) == 0
+    assert validate.main(["--params", pf, "-n", "300"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"render \+ write \.npy +1 worker +[\d,]+ images/s +2 workers +[\d,]+ images/s "
+                     r"+speed-up \d+\.\d\dx", out)
+    assert "identical bytes for 1 and 2 workers: True" in out
+    assert re.search(r"ideal +[\d,]+ captions/s", out) and "+2 hard negatives" in out
+    assert re.search(r"import great_expectations +\d+\.\d\d s", out)
+    assert re.search(r"GX validation \+ Data Docs +\d+\.\d\d s +\(\d+ expectations, all passed\)", out)
+    assert re.search(r"total +\d+\.\d\d s", out)
+
+
+def test_training_benchmarks_print_their_figures(trained, capsys):
+    folder, params, paths = trained
+    pf, data = str(folder / "params.yaml"), str(paths.root)
+    assert train.main(["--params", pf, "--data", data, "-n", "1", "--quick"]) == 0
+    assert evaluate.main(["--params", pf, "--data", data]) == 0
+    assert binding.main(["--params", pf, "--data", data]) == 0
+    out = capsys.readouterr().out
+    assert "reference: plain fp32 eager step" in out and "project (tiny as in params.yaml)" in out
+    assert "data wait" in out
+    assert re.search(r"project \(tiny.*\d+\.\d+ +\d+\.\d\dx", out)
+    assert "image tower" in out and "full benchmark" in out
+    assert re.search(r"\(reference\), \d+\.\d s with each distinct text once, padding cut \(project's\): "
+                     r"\d+\.\d\dx", out)
+    assert out.count("(target >= 0.93)") >= 1 and out.count("(target <= 0.35)") >= 1
+    assert "on the object counts it was trained on (2, 3)" in out
+    assert "     3 " in out and "     6 " in out   # the curve over the snapshots of steps 3 and 6
+
+
+def test_a_missing_run_ends_the_binding_benchmark_with_one_line(tmp_path, capsys):
+    pf = write_params(tmp_path, tiny_raw())
+    assert binding.main(["--params", str(pf), "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m benchmarks.binding: error:") and "missing" in err[0]
