@@ -20,7 +20,7 @@ from PIL import Image
 from bindlab.captions import expected_completeness
 from bindlab.contracts import captions_of, images_of, results_of, stats_of, summary_of
 from bindlab.figures import figure_png, png_uri
-from bindlab.io import atomic_path, write_json
+from bindlab.io import atomic_path, together, write_json
 from bindlab.params import Params, Variant
 from bindlab.paths import DataPaths
 from bindlab.scenes import rng_for
@@ -251,8 +251,9 @@ where the variant has them.</p>
 <table><tr><th></th><th>column</th><th>expectation</th><th>expected</th><th>observed</th><th>why</th></tr>
 {gen_rows}</table></details>
 """
-    _write(out, _page(f"bindlab audit: {variant}", body))
-    write_json(paths.audit(variant) / "properties.json", property_metrics(params, v, summary))
+    with together():
+        _write(out, _page(f"bindlab audit: {variant}", body))
+        write_json(paths.audit(variant) / "properties.json", property_metrics(params, v, summary))
     print(f"audit of {variant!r}: {'not validated' if results is None else 'PASS' if results['success'] else 'FAIL'}"
           f" -> {out}")
     return out

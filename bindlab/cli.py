@@ -5,9 +5,12 @@ The speed benchmarks are not stages: `python -m benchmarks` lists them.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+import traceback
 
 from bindlab.errors import StageError
+from bindlab.io import WriteError
 from bindlab.params import ParamsError, load_params
 from bindlab.paths import DataPaths
 
@@ -206,9 +209,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except WriteError as e:  # the disk or the folder, not the study: say what to rerun once it is fixed
+        # the stage's frames may still hold a memory map of a removed temporary file, which keeps its
+        # space in use: release them before the message measures what the file system has left
+        traceback.clear_frames(e.__traceback__)
+        print(f"bindlab {args.command}: error: {e}, then rerun `{shlex.join(['bindlab', *argv])}`", file=sys.stderr)
+        return 2
     except (ParamsError, StageError) as e:
         print(f"bindlab {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -18,6 +18,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from bindlab.io import writing
+
 # CDN address in GX 1.x's page templates -> (npm package@version, file inside the package).
 # The versions are the ones the templates name; "vega@5" and friends float on the CDN, pinned here.
 ASSETS: dict[str, tuple[str, str]] = {
@@ -133,8 +135,9 @@ def make_offline(docs: Path, assets: Path | None = None) -> bool:
     for spec, files in wanted().items():
         for f in files:
             out = vendor / _folder(spec) / f
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(assets / _folder(spec) / f, out)
+            with writing(out):
+                out.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(assets / _folder(spec) / f, out)
     for page in Path(docs).rglob("*.html"):
         up = os.path.relpath(docs, page.parent).replace(os.sep, "/")
         html = page.read_text()
@@ -144,7 +147,8 @@ def make_offline(docs: Path, assets: Path | None = None) -> bool:
         # GX writes some links to the site's static/ one folder short (the validation pages' favicon)
         html = STATIC.sub(lambda m: f'{m.group(1)}="{up}/static/', html)
         html = re.sub(r"<(script|link)\b[^>]*>", lambda m: SRI.sub("", m.group(0)), html)
-        page.write_text(html)
+        with writing(page):
+            page.write_text(html)
     return True
 
 

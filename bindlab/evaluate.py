@@ -22,7 +22,7 @@ from bindlab.contracts import read_benchmark
 from bindlab.errors import StageError, require
 from bindlab.figures import figure_png
 from bindlab.intervals import ratio_interval
-from bindlab.io import atomic_path, write_json, write_parquet
+from bindlab.io import atomic_path, together, write_json, write_parquet
 from bindlab.metrics import CURVE_KEYS, UNTRAINED_KEYS, binding_ledger, headline, ledger_table, metrics_of, ratio
 from bindlab.model import build_model, encode_text_unpadded, load_model, read_checkpoint
 from bindlab.params import Params
@@ -197,14 +197,15 @@ def evaluate_stage(params: Params, paths: DataPaths, variant: str | None = None,
               "hard_negatives": run.get("hard_negatives"),
               "model": model_name or run.get("model"), "checkpoint": str(checkpoint) if checkpoint else None,
               } | metrics
-    write_parquet(ledger_table(ids, ledger), out / "per_image.parquet")
-    write_json(out / "eval.json", result)
-    headline(result, out)
-    # wall-clock figures: the run's timing record, not eval.json (same params -> same eval.json bytes)
-    timing.update(paths.timing(out), "eval", {"seconds": round(seconds, 2),
-                                              "images_per_s": round(scores["n_images_encoded"] / seconds, 1)})
-    if plots:
-        write_plots(result, out)
+    with together():
+        write_parquet(ledger_table(ids, ledger), out / "per_image.parquet")
+        write_json(out / "eval.json", result)
+        headline(result, out)
+        # wall-clock figures: the run's timing record, not eval.json (same params -> same eval.json bytes)
+        timing.update(paths.timing(out), "eval", {"seconds": round(seconds, 2),
+                                                  "images_per_s": round(scores["n_images_encoded"] / seconds, 1)})
+        if plots:
+            write_plots(result, out)
     return result
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 import math
+import sys
 from pathlib import Path
 
 import great_expectations as gx
@@ -19,6 +20,7 @@ from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.expectations.row_conditions import Column
 
+from bindlab.io import writing
 from bindlab.suites import Suite
 
 
@@ -76,13 +78,48 @@ def _observed(result: dict) -> str:
     return "-"
 
 
+class _DocsErrors(logging.Handler):
+    """GX logs an exception raised while it writes Data Docs and goes on with the pages missing. A
+    failed write (an OSError, e.g. a full disk) is kept here, to be raised once GX returns; other
+    records go on where they went before (the root logger's handlers, else stderr)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.error: OSError | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]  # GX logs from inside its `except` block
+        if isinstance(exc, OSError):
+            self.error = self.error or exc
+        else:
+            logging.getLogger().callHandlers(record)
+
+
 GX_RUN_TIME = "2000-01-01T00:00:00+00:00"  # a fixed run time: GX puts it in the Data Docs page paths
 
 
 def run_suites(suite: Suite, docs: Path) -> tuple[list[dict], dict, dict]:
     """Run every table's checks with GX; Data Docs under `docs`.
     -> (rows for results.json, GX results, table -> its Data Docs page relative to `docs`)."""
-    logging.getLogger("great_expectations").setLevel(logging.ERROR)
+    log = logging.getLogger("great_expectations")
+    log.setLevel(logging.ERROR)
+    errors = _DocsErrors()
+    log.addHandler(errors)
+    log.propagate = False  # the handler passes on what it does not keep
+    try:
+        with writing(docs):  # GX's own write errors name no file: name the Data Docs folder
+            return _run(suite, docs, errors)
+    finally:
+        log.removeHandler(errors)
+        log.propagate = True
+
+
+def _raise_kept(errors: _DocsErrors) -> None:
+    if errors.error is not None:
+        raise errors.error
+
+
+def _run(suite: Suite, docs: Path, errors: _DocsErrors) -> tuple[list[dict], dict, dict]:
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
     ctx.add_data_docs_site(site_name="local", site_config={
@@ -115,6 +152,7 @@ def run_suites(suite: Suite, docs: Path) -> tuple[list[dict], dict, dict]:
             name=vd.name, validation_definitions=[vd], result_format={"result_format": "SUMMARY"},
             actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=["local"])]))
         result = cp.run(batch_parameters={"dataframe": frames[table]}, run_id=run_id)
+        _raise_kept(errors)
         new = sorted(set((Path(docs) / "validations").rglob("*.html")) - set(pages.values()))
         if new:
             pages[table] = new[0]

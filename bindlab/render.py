@@ -24,7 +24,7 @@ from tqdm import tqdm
 from bindlab import look
 from bindlab.contracts import SCENES, scenes_of
 from bindlab.errors import StageError
-from bindlab.io import atomic_path
+from bindlab.io import atomic_path, staged, together
 from bindlab.params import Params
 from bindlab.paths import DataPaths
 from bindlab.wording import full_captions
@@ -177,9 +177,18 @@ class _Job:
                     self.draw(canvas, i, (i - a) * (s + 2 * pad) + pad)
                 block = np.ascontiguousarray(np.asarray(canvas).reshape(b - a, s + 2 * pad, s, 3)[:, pad:pad + s])
                 if self.write:
-                    os.pwrite(fd, block.data, self.offset + a * image_bytes)
+                    _pwrite_all(fd, block.data, self.offset + a * image_bytes)
         finally:
             os.close(fd)
+
+
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    """Write every byte: on a filling disk a write can come back short, and only the next one fails
+    (OSError ENOSPC, which reaches the caller through the pool)."""
+    view = memoryview(data).cast("B")
+    while view:
+        n = os.pwrite(fd, view, offset)
+        view, offset = view[n:], offset + n
 
 
 _JOB: _Job | None = None
@@ -248,11 +257,12 @@ def contact_sheet(images: np.ndarray, captions: list[str], out: str | Path, cols
 
 def render_stage(params: Params, paths: DataPaths, scene_set: str, workers: int | None = None) -> None:
     scenes = scenes_of(params, paths, scene_set)
-    render_to_npy(params, scenes, paths.images(scene_set), workers=workers)
-    images = np.load(paths.images(scene_set), mmap_mode="r")
-    first = scenes.filter(pl.col("scene_id") < 16)
-    contact_sheet(images[:16], full_captions(params, first), paths.contact_sheet(scene_set),
-                  title=f"scene set {scene_set!r}: first 16 scenes and their complete captions")
+    with together():
+        render_to_npy(params, scenes, paths.images(scene_set), workers=workers)
+        images = np.load(staged(paths.images(scene_set)), mmap_mode="r")
+        first = scenes.filter(pl.col("scene_id") < 16)
+        contact_sheet(images[:16], full_captions(params, first), paths.contact_sheet(scene_set),
+                      title=f"scene set {scene_set!r}: first 16 scenes and their complete captions")
     print(f"rendered {len(images)} images {images.shape[1:]} -> {paths.images(scene_set)}")
 
 

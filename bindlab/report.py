@@ -17,7 +17,7 @@ from bindlab.contracts import read_curve, read_eval, read_per_image
 from bindlab.errors import StageError
 from bindlab.findings import (FINDINGS, Numbers, chance_of, comparisons, curve_note, finding_metric,
                               own_format_probe, variant_point, verdict)
-from bindlab.io import atomic_path, write_json
+from bindlab.io import atomic_path, together, write_json
 from bindlab.params import Params
 from bindlab.paths import DataPaths
 from bindlab.report_pages import html_page, markdown
@@ -142,23 +142,24 @@ def report_stage(params: Params, paths: DataPaths, readme: str | Path | None = N
     out = paths.report
     summary = markdown(result)
     page = html_page(params, result)
-    with atomic_path(out / "index.html") as tmp:
-        tmp.write_text(page)
-    with atomic_path(out / "summary.md") as tmp:
-        tmp.write_text(summary)
-    findings = {k: v for k, v in result.items() if k != "_numbers"}
-    write_json(out / "details.json", findings)
-    # findings.json: finding -> effect and verdict (flat, for `dvc diff`-style tools and scripts)
-    write_json(out / "findings.json", {
-        f"{f['number']}_{f['title'].lower().replace(' ', '_')}": {
-            "effect": f["effect"], "effect_low": f["ci"][0] if f["ci"] else None,
-            "effect_high": f["ci"][1] if f["ci"] else None, "verdict": f["verdict"],
-            **{f"{half}_{k}": h[k] for half, h in f.get("halves", {}).items() for k in ("verdict", "effect")}}
-        for f in result["findings"]})
-    if readme and params.profile != "default":   # the README's results are the default study's
-        print(f"{readme}: left as it is (profile {params.profile!r}; only the default study writes its results)")
-    elif readme:
-        update_readme(Path(readme), markdown(result, training_minutes(params, paths), curve_minutes(params, paths)))
+    with together():
+        with atomic_path(out / "index.html") as tmp:
+            tmp.write_text(page)
+        with atomic_path(out / "summary.md") as tmp:
+            tmp.write_text(summary)
+        findings = {k: v for k, v in result.items() if k != "_numbers"}
+        write_json(out / "details.json", findings)
+        # findings.json: finding -> effect and verdict (flat, for `dvc diff`-style tools and scripts)
+        write_json(out / "findings.json", {
+            f"{f['number']}_{f['title'].lower().replace(' ', '_')}": {
+                "effect": f["effect"], "effect_low": f["ci"][0] if f["ci"] else None,
+                "effect_high": f["ci"][1] if f["ci"] else None, "verdict": f["verdict"],
+                **{f"{half}_{k}": h[k] for half, h in f.get("halves", {}).items() for k in ("verdict", "effect")}}
+            for f in result["findings"]})
+        if readme and params.profile != "default":   # the README's results are the default study's
+            print(f"{readme}: left as it is (profile {params.profile!r}; only the default study writes its results)")
+        elif readme:
+            update_readme(Path(readme), markdown(result, training_minutes(params, paths), curve_minutes(params, paths)))
     for f in result["findings"]:
         print(f"finding {f['number']} {f['title']}: {f['verdict']} ({f['why']})")
     print(f"report -> {out / 'index.html'}")

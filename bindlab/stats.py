@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from bindlab.contracts import captions_of, scenes_of
-from bindlab.io import write_json, write_parquet
+from bindlab.io import together, write_json, write_parquet
 from bindlab.params import Params
 from bindlab.paths import DataPaths
 from bindlab.wording import SEPARATOR, function_words
@@ -222,10 +222,11 @@ def stats_stage(params: Params, paths: DataPaths, variant: str) -> dict:
     cstats, mentions = variant_stats(params, paths, variant)
     summary = summarize(cstats, mentions)
     out = paths.stats(variant)
-    write_parquet(cstats, out / "captions.parquet")
-    write_parquet(mentions.drop("phrase"), out / "mentions.parquet")
-    write_parquet(summary_row(variant, summary), out / "summary.parquet")
-    write_json(out / "summary.json", summary)
+    with together():
+        write_parquet(cstats, out / "captions.parquet")
+        write_parquet(mentions.drop("phrase"), out / "mentions.parquet")
+        write_parquet(summary_row(variant, summary), out / "summary.parquet")
+        write_json(out / "summary.json", summary)
     means = summary["means"]
     print(f"stats of {variant!r}: {summary['captions']} captions, {means['objects_mentioned']:.3f} of "
           f"{means['objects_in_image']:.3f} objects mentioned, {means['attrs_per_mentioned_object']:.3f} "

@@ -11,6 +11,7 @@ one. Writes `data/models/VARIANT/seedS/last.pt` (+ a weights snapshot per checkp
 """
 from __future__ import annotations
 
+import io
 import math
 import sys
 import time
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from bindlab import timing
 from bindlab.contracts import captions_of, images_of, require_passed
 from bindlab.errors import StageError
-from bindlab.io import atomic_path
+from bindlab.io import atomic_path, together
 from bindlab.model import build_model, encode_text_unpadded, make_tokenizer, model_spec, n_parameters, read_checkpoint
 from bindlab.params import Params, ParamsError, Variant
 from bindlab.paths import DataPaths
@@ -129,8 +130,12 @@ def _optimizer(model, tp):
 
 
 def _save(path: Path, obj) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(obj, f)  # to a file object: the zip's folder is "archive", not the temp file's random name
+    # to a file object: the zip's folder is "archive", not the temp file's random name. In memory first:
+    # torch turns a refused write into a RuntimeError; a plain write keeps the OSError (bindlab/io.py)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getbuffer())
 
 
 def _write_tsv(path: Path, rows: list[list[float]]) -> None:
@@ -258,12 +263,13 @@ def train_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
 
     def checkpoint() -> None:
         state = {"model": model.state_dict(), "model_spec": spec, "run": run, "step": step}
-        _save(model_dir / f"weights_step{step:06d}.pt", state)  # small; for accuracy-vs-steps curves
-        _save(last, state | {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                             "rng_torch": torch.get_rng_state(), "log": rows})
-        _write_tsv(metrics_dir / "train.tsv", rows)
-        marks[str(step)] = round(train_seconds, 3)
-        timing.update(timing_file, "train", {"seconds": marks[str(step)], "log": times, "checkpoints": marks})
+        with together():  # a checkpoint's files are all new or all as they were
+            _save(model_dir / f"weights_step{step:06d}.pt", state)  # small; for accuracy-vs-steps curves
+            _save(last, state | {"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                 "rng_torch": torch.get_rng_state(), "log": rows})
+            _write_tsv(metrics_dir / "train.tsv", rows)
+            marks[str(step)] = round(train_seconds, 3)
+            timing.update(timing_file, "train", {"seconds": marks[str(step)], "log": times, "checkpoints": marks})
 
     if step >= v.steps:
         print(f"train {variant} seed {seed}: already complete at step {step} ({last})")

@@ -21,7 +21,7 @@ from bindlab import datadocs
 from bindlab.contracts import captions_of, images_of, read_benchmark, scenes_of
 from bindlab.errors import StageError
 from bindlab.expectations import run_suites
-from bindlab.io import atomic_dir, write_json
+from bindlab.io import atomic_dir, together, write_json, writing
 from bindlab.params import Params
 from bindlab.paths import DataPaths
 from bindlab.stats import caption_stats, mention_stats
@@ -38,7 +38,7 @@ def md5(path: Path) -> str:
 def _write_results(suite: Suite, out: Path, record: Path, validated: dict | None = None) -> dict:
     """Run the suite; build the result folder aside and move it over `out`; GX's run-dependent output
     (results with run times, Data Docs) likewise to `record`. -> results."""
-    with atomic_dir(out) as tmp, atomic_dir(record) as gx_tmp:
+    with together(), atomic_dir(out) as tmp, atomic_dir(record) as gx_tmp:
         rows, raw, pages = run_suites(suite, gx_tmp / "docs")
         if not datadocs.make_offline(gx_tmp / "docs"):
             print("Data Docs keep their CDN links (the pages need a network): "
@@ -47,7 +47,8 @@ def _write_results(suite: Suite, out: Path, record: Path, validated: dict | None
         results = {"target": suite.name, "success": not failed, "evaluated": len(rows), "failed": len(failed),
                    "docs": pages, "expectations": rows}
         write_json(tmp / "results.json", results)
-        (gx_tmp / "gx_results.json").write_text(json.dumps(raw, indent=1, sort_keys=True, default=str) + "\n")
+        with writing(gx_tmp / "gx_results.json"):
+            (gx_tmp / "gx_results.json").write_text(json.dumps(raw, indent=1, sort_keys=True, default=str) + "\n")
         if not failed:
             write_json(tmp / "passed.json", {"target": suite.name, "expectations": len(rows)}
                        | ({"validated": validated} if validated else {}))

@@ -7,7 +7,7 @@ The profile runner of `make study PROFILE=P` is DVC alone, without Prefect: task
 DVC stays consistent: stages that `dvc status` reports up to date are skipped (unless something
 upstream of them runs), and every stage that finished is recorded with `dvc commit` at the end, even
 when another stage failed. Runs use the project's params.yaml and data/ (the flow runs in the project
-folder, the current directory); for tests, make a tiny DVC project (tests/tiny_pipeline.py).
+folder, the current directory); for tests, make a tiny DVC project (tests/tiny.py, `project`).
 
 Runs never collide: every run of these flows (and of the `experiment` flow) holds the project's one
 Prefect run slot (a global concurrency limit of 1, `project_slot`) while it works, so a second run

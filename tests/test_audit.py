@@ -33,15 +33,16 @@ def _parse(path: Path) -> _Links:
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory):
-    """A tiny study with two variants: `density_2` valid, `one_object` given the wrong captions."""
+def audited(tiny_data, tmp_path_factory):
+    """A copy of the session's tiny study data, two variants audited: `density_2` valid, `one_object`
+    given the wrong captions."""
     import shutil
 
-    from tiny_study import build
+    from tiny import copy_study
     from bindlab.audit import audit_overview, audit_variant
     from bindlab.stats import stats_stage
     from bindlab.validate import validate_scenes, validate_variant
-    params, paths, _ = build(tmp_path_factory.mktemp("audit"), ["density_2", "one_object", "ideal"])
+    params, paths, _ = copy_study(tiny_data, tmp_path_factory.mktemp("audit"))
     shutil.copy(paths.captions("ideal"), paths.captions("one_object"))  # complete captions labelled one_object
     validate_scenes(params, paths, "train")
     for v in ("density_2", "one_object"):

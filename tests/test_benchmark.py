@@ -16,7 +16,7 @@ from bindlab.wording import matches, objects_of
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     from bindlab.params import load_params
-    from conftest import tiny_params_dict, write_params
+    from tiny import tiny_params_dict, write_params
     folder = tmp_path_factory.mktemp("bench")
     raw = tiny_params_dict(bench=150)
     raw["benchmark"]["density"] = 3  # a fixed density below all types (null: the full description)
@@ -126,7 +126,7 @@ def test_full_description_when_the_density_is_null(tmp_path):
     from bindlab.benchmark import build_items
     from bindlab.params import load_params
     from bindlab.scenes import sample_scenes
-    from conftest import tiny_params_dict, write_params
+    from tiny import tiny_params_dict, write_params
     raw = tiny_params_dict(bench=40)
     raw["benchmark"]["density"] = None
     params = load_params(write_params(tmp_path, raw))

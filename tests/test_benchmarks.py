@@ -7,17 +7,16 @@ import pytest
 from benchmarks import binding, captions, evaluate, render, train, validate
 from bindlab.evaluate import evaluate_stage
 from bindlab.train import train_stage
-from conftest import write_params
-from tiny_clip import build_tiny_data, tiny_raw
+from tiny import copy_study, tiny_raw, write_params
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """The tiny study with ideal and one_object trained and evaluated."""
+def trained(tiny_study, tmp_path_factory):
+    """A copy of the session's tiny study (ideal trained) with one_object trained too, both evaluated."""
     folder = tmp_path_factory.mktemp("benchmarks")
-    params, paths = build_tiny_data(folder, tiny_raw())
+    params, paths, _ = copy_study(tiny_study, folder)
+    train_stage(params, paths, "one_object", progress=False, require_validation=False)
     for v in ("ideal", "one_object"):
-        train_stage(params, paths, v, progress=False, require_validation=False)
         evaluate_stage(params, paths, v, plots=False)
     return folder, params, paths
 

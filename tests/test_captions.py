@@ -17,14 +17,14 @@ N = 10_000
 @pytest.fixture(scope="module")
 def scenes():
     from bindlab.params import load_params
-    from conftest import REPO
+    from tiny import REPO
     return sample_scenes(load_params(REPO / "params.yaml"), N, {2: 0.34, 3: 0.33, 4: 0.33}, "test")
 
 
 @pytest.fixture(scope="module")
 def params():
     from bindlab.params import load_params
-    from conftest import REPO
+    from tiny import REPO
     return load_params(REPO / "params.yaml")
 
 

@@ -13,8 +13,7 @@ from bindlab.cli import main
 from bindlab.errors import StageError
 from bindlab.evaluate import evaluate_stage
 from bindlab.metrics import HEADLINE, binding_metrics
-from bindlab.train import train_stage
-from tiny_clip import build_tiny_data, tiny_raw
+from tiny import copy_study
 
 
 def test_known_scores_give_known_accuracies():
@@ -85,10 +84,10 @@ def test_r1_t2i_counts_columns():
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tiny_study, tmp_path_factory):
+    """A copy of the session's tiny study, `ideal` trained 6 steps (the tests here evaluate into it)."""
     folder = tmp_path_factory.mktemp("evaluate")
-    params, paths = build_tiny_data(folder, tiny_raw())
-    train_stage(params, paths, "ideal", progress=False, require_validation=False)
+    params, paths, _ = copy_study(tiny_study, folder)
     return folder, params, paths
 
 

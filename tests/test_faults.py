@@ -1,9 +1,10 @@
 """Fault injection: every artifact kind x every damage x every stage that reads it.
 
-One tiny study is built once (the real stages, through the CLI). Each case damages one file, runs one
-reading command in-process (`bindlab.cli.main`, no subprocess: torch is imported once), and checks
-the contract of bad input: exit status 2, one line on stderr (no traceback) naming the file, nothing
-in the data folder written or changed; then restores the file. Damages that cannot apply to a format
+A copy of the session's tiny study (tests/conftest.py) is taken once through every stage that reads
+it, for `ideal` (through the CLI). Each case damages one file, runs one reading command in-process
+(`bindlab.cli.main`, no subprocess: torch is imported once), and checks the contract of bad input:
+exit status 2, one line on stderr (no traceback) naming the file, nothing in the data folder written
+or changed; then restores the file. Damages that cannot apply to a format
 map to its analogue (a missing column of an array is a missing axis; of a JSON file a missing key; a
 wrong row count of a JSON file is a record that disagrees with its neighbours); the few cases where
 the stage is designed to go on without the file are listed in SKIPS with the reason.
@@ -11,7 +12,6 @@ the stage is designed to go on without the file are listed in SKIPS with the rea
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from bindlab.cli import main
-from tiny_clip import build_tiny_data, tiny_raw
+from tiny import REPO, copy_study
 
 DAMAGES = ("truncated", "junk", "empty", "column", "dtype", "rows", "missing")
 
@@ -117,17 +117,13 @@ CASES = [pytest.param(a, d, r, id=f"{a.path}-{d}-{r.replace(' --', '_')}")
          for a in ARTIFACTS for d in DAMAGES for r in a.readers]
 
 
-# --- the study, built once --------------------------------------------------------------------
+# --- the study, read once by every stage ---------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
+def study(tiny_study, tmp_path_factory):
     folder = tmp_path_factory.mktemp("faults")
-    raw = tiny_raw(steps=2, batch=32)
-    raw["variants"] = {"ideal": {}}
-    raw["train"]["checkpoint_every"] = 2
-    raw["study"] = dict(raw["study"], seeds=[0])
-    params, paths = build_tiny_data(folder, raw)
-    common = ["--params", str(folder / "params.yaml"), "--data", str(paths.root)]
+    params, paths, params_file = copy_study(tiny_study, folder)
+    common = ["--params", str(params_file), "--data", str(paths.root)]
     # the clean study through every reader: each contract accepts what the stages write
     for cmd in (["stats", "--variant", "ideal"], ["validate", "--variant", "ideal"],
                 ["audit", "--variant", "ideal"], ["audit", "--overview"],
@@ -141,13 +137,14 @@ def study(tmp_path_factory):
 
 
 def _snapshot(root: Path) -> dict:
-    """Every path under root with its size, mtime, inode and content hash (a rename-over changes the
-    inode; an in-place write the mtime and hash)."""
+    """Every path under root with its size, mtime, inode and bytes (a rename-over changes the inode;
+    an in-place write the mtime and bytes). The bytes themselves, not a hash of them: comparing two
+    snapshots is then a memory compare, several times faster than hashing the study twice per case."""
     out = {}
     for p in sorted(root.rglob("*")):
         st = p.stat()
-        digest = hashlib.blake2b(p.read_bytes(), digest_size=16).hexdigest() if p.is_file() else "dir"
-        out[str(p.relative_to(root))] = (st.st_size if p.is_file() else 0, st.st_mtime_ns, st.st_ino, digest)
+        content = p.read_bytes() if p.is_file() else b"dir"
+        out[str(p.relative_to(root))] = (st.st_size if p.is_file() else 0, st.st_mtime_ns, st.st_ino, content)
     return out
 
 
@@ -252,7 +249,6 @@ def test_documented_tables_are_the_contracts():
     """docs/contracts.md's scene and caption tables list exactly the columns and types of bindlab/contracts.py."""
     import re
     from bindlab.contracts import CAPTIONS, SCENES
-    from conftest import REPO
 
     def notation(dtype) -> str:
         if isinstance(dtype, pl.List):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_pipeline import dvc, project, raw, write
+from tiny import dvc, pipeline_raw, project, write_params
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def in_folder(tmp_path):
 
 def test_study_flow_keeps_dvc_consistent(harness, in_folder):
     from flows.study import study
-    folder = project(in_folder / "study", raw())
+    folder = project(in_folder / "study", pipeline_raw())
     os.chdir(folder)
     states = study(runner="processes", workers=2)
     assert set(states.values()) == {"Completed"}
@@ -43,7 +43,7 @@ def test_study_flow_keeps_dvc_consistent(harness, in_folder):
     assert study(workers=1, runner="threads") == {}
     r = yaml.safe_load((folder / "params.yaml").read_text())
     r["variants"]["one_object"]["objects_mentioned"] = 2
-    write(folder, r)
+    write_params(folder, r)
     states = study(workers=1, runner="threads")
     assert set(states) == {"captions@one_object", "stats@one_object", "validate@one_object", "audit@one_object",
                            "train@one_object-0", "evaluate@one_object-0", "audit_overview", "report"}
@@ -64,7 +64,7 @@ def test_study_flow_on_dask_local_cluster(harness, in_folder):
     """The same flow, fanned out on a Dask LocalCluster (prefect-dask); chosen variants only."""
     from flows.study import study, variant
     from prefect.artifacts import Artifact
-    folder = project(in_folder / "study", raw(variants=("ideal", "density_1")))
+    folder = project(in_folder / "study", pipeline_raw(variants=("ideal", "density_1")))
     os.chdir(folder)
     states = study(variants=["density_1"], runner="dask", workers=2)
     assert set(states.values()) == {"Completed"} and "train@density_1-0" in states
@@ -85,7 +85,7 @@ def test_bad_input(harness, in_folder):
     os.chdir(in_folder)
     with pytest.raises(ParamsError, match="no dvc.yaml"):
         study()
-    r = raw()
+    r = pipeline_raw()
     r["render"]["image_size"] = 32
     folder = project(in_folder / "study", r)
     os.chdir(folder)
@@ -108,7 +108,7 @@ def test_run_while_dvc_holds_its_lock(harness, in_folder):
     from bindlab.errors import StageError
     from dvc.lock import make_lock
     from flows.study import study
-    folder = project(in_folder / "study", raw(variants=("ideal",)))
+    folder = project(in_folder / "study", pipeline_raw(variants=("ideal",)))
     os.chdir(folder)
     (folder / ".dvc/tmp").mkdir(exist_ok=True)
     lock = make_lock(str(folder / ".dvc/tmp/lock"), tmp_dir=str(folder / ".dvc/tmp"))
@@ -127,7 +127,7 @@ def test_experiment_bad_knob_fails_at_once(harness, in_folder):
     anything is written (params.yaml unchanged, no data/, no DVC experiment)."""
     from bindlab.params import ParamsError
     from flows.experiment import experiment
-    folder = project(in_folder / "study", raw(variants=("ideal",)))
+    folder = project(in_folder / "study", pipeline_raw(variants=("ideal",)))
     os.chdir(folder)
     before = (folder / "params.yaml").read_text()
     with pytest.raises(ParamsError, match=r"^params: variants.whatif_ideal_\w+.density: .*exceeds the 6 attribute types"):
@@ -152,7 +152,7 @@ def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
     import sys
     from bindlab.params import ParamsError
     from tasks.experiment import dvc_targets
-    r = raw(variants=("ideal", "one_object", "density_1"))
+    r = pipeline_raw(variants=("ideal", "one_object", "density_1"))
     r["profiles"]["smoke"] = {"run_variants": ["ideal", "density_1"]}
     folder = project(tmp_path / "study", r)
     targets = dvc_targets(folder, "smoke")
@@ -173,7 +173,7 @@ def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
     assert sorted(p["variant"] for p in details["findings"][0]["lines"][0]) == ["density_1", "ideal"]
     assert "smoke" in dvc(folder, "exp", "show", "--no-pager", "--csv").stdout
     with pytest.raises(ParamsError, match="run_variants: 'nope' is not a variant"):
-        write(folder, dict(r, profiles={"smoke": {"run_variants": ["nope"]}}))
+        write_params(folder, dict(r, profiles={"smoke": {"run_variants": ["nope"]}}))
         dvc_targets(folder, "smoke")
     bad = subprocess.run([sys.executable, "-m", "tasks.experiment", "--targets", "nope"], cwd=folder,
                          capture_output=True, text=True)

@@ -5,7 +5,7 @@ import pytest
 
 from bindlab.cli import main
 from bindlab.params import ParamsError, load_params
-from conftest import tiny_params_dict, write_params
+from tiny import tiny_params_dict, write_params
 
 
 def _break(raw: dict, how: str) -> dict:
@@ -78,7 +78,7 @@ def test_missing_params_file(tmp_path, capsys):
 
 
 def test_repository_params_are_valid():
-    from conftest import REPO
+    from tiny import REPO
     params = load_params(REPO / "params.yaml")
     for name in params.variants:
         params.variant(name)
@@ -97,7 +97,7 @@ def test_repository_params_are_valid():
 def test_attribute_keys_are_validated(tmp_path, edit, key, hint):
     import yaml
     from bindlab.params import ParamsError, load_params
-    from conftest import REPO
+    from tiny import REPO
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     edit(raw)
     f = tmp_path / "params.yaml"

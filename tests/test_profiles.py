@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, tiny_params_dict, write_params
+from tiny import REPO, tiny_params_dict, write_params
 
 
 def test_profiles_of_params_yaml(tmp_path):

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from bindlab import timing
 from bindlab.paths import DataPaths
-from conftest import tiny_params_dict, write_params
+from tiny import tiny_params_dict, write_params
 
 # The binding level (i2t_pairwise, chance 0.5) each variant of params.yaml gets in these tests: density
 # and completeness help, saliency bias hurts (on the least salient object: LEAST), batch size and hard

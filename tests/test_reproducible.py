@@ -1,11 +1,12 @@
 """Same params -> same bytes, and a second clone restores instead of recomputing.
 
-Two fresh tiny DVC projects run the study from scratch, each with its own cache: every hash in
-dvc.lock agrees (validation, audit, training, evaluation and report included), and the run-dependent
-records (wall-clock times, GX Data Docs) are outside the hashed outputs. A second clone of the first
-project's commit runs `make study` with the same cache folder (BINDLAB_DVC_CACHE, as the Makefile sets
-for every clone on a machine): every stage comes from DVC's run-cache, and one variant's knob
-retrains that variant only."""
+Two fresh tiny DVC projects run the study from scratch, each with its own cache (one with `make
+study`, the other the session's `dvc_study`: `dvc repro`, interrupted as training started and run
+again): every hash in dvc.lock agrees (validation, audit, training, evaluation and report included),
+and the run-dependent records (wall-clock times, GX Data Docs) are outside the hashed outputs. A
+second clone of the first project's commit runs `make study` with the same cache folder
+(BINDLAB_DVC_CACHE, as the Makefile sets for every clone on a machine): every stage comes from DVC's
+run-cache, and one variant's knob retrains that variant only."""
 from __future__ import annotations
 
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_pipeline import dvc, project, raw, run
+from tiny import dvc, pipeline_raw, project, run
 
 
 def hashes(folder) -> dict[tuple[str, str], str]:
@@ -33,15 +34,15 @@ def make_study(folder: Path, cache: Path) -> str:
 @pytest.fixture(scope="module")
 def first(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("first")
-    folder = project(tmp / "a", raw())
+    folder = project(tmp / "a", pipeline_raw())
     make_study(folder, tmp / "cache")
     return folder, tmp / "cache"
 
 
-def test_two_fresh_runs_give_the_same_bytes(first, tmp_path):
+def test_two_fresh_runs_give_the_same_bytes(first, dvc_study):
     a_folder, _ = first
-    b_folder = project(tmp_path / "b", raw())
-    dvc(b_folder, "repro")  # its own cache (.dvc/cache): computed from scratch
+    b_folder = dvc_study["folder"]  # its own cache (.dvc/cache): computed from scratch
+    assert dvc_study["second"].returncode == 0, dvc_study["second"].stderr[-3000:]
     a, b = hashes(a_folder), hashes(b_folder)
     assert len(a) > 30 and a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []

@@ -106,10 +106,10 @@ def test_statistics_of_real_captions(tiny_params, knobs):
         assert m["hard_negatives"] > 1.5
 
 
-def test_stats_stage_writes_comparable_deterministic_outputs(tmp_path):
-    from tiny_study import build
+def test_stats_stage_writes_comparable_deterministic_outputs(tiny_data, tmp_path):
+    from tiny import copy_study
     from bindlab.stats import stats_stage
-    params, paths, _ = build(tmp_path, ["natural", "one_object"])
+    params, paths, _ = copy_study(tiny_data, tmp_path)
     first = {}
     for v in ("natural", "one_object"):
         summary = stats_stage(params, paths, v)

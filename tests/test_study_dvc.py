@@ -1,20 +1,17 @@
 """The study through DVC, end to end on a tiny study in a temporary git repository: `dvc repro` runs
 every stage, an interrupted run restarts where it stopped, a second run is a no-op, and a changed
-setting makes exactly the stages that read it stale."""
+setting makes exactly the stages that read it stale. The interrupted and resumed run is the session's
+`dvc_study` (tests/conftest.py; test_reproducible compares its bytes with another fresh run); the
+edits here are made on a copy of it."""
 from __future__ import annotations
 
 import json
-import os
-import signal
+import shutil
 import subprocess
 import sys
 
 import yaml
-from tiny_pipeline import dvc, env, project, raw
-
-
-def stale(folder) -> set[str]:
-    return set(json.loads(dvc(folder, "status", "--json").stdout or "{}"))
+from tiny import dvc, env, pipeline_raw, project, stale
 
 
 def edit_params(folder, change) -> None:
@@ -24,31 +21,26 @@ def edit_params(folder, change) -> None:
     path.write_text(yaml.safe_dump(r, sort_keys=False))
 
 
-def test_dvc_study_end_to_end(tmp_path):
-    folder = project(tmp_path / "study", raw())
-    names = set(dvc(folder, "stage", "list", "--name-only").stdout.split())
+def test_dvc_study_end_to_end(dvc_study, tmp_path):
+    names = dvc_study["names"]
     assert {"sample@train", "render@train", "benchmark", "captions@ideal", "validate@one_object",
             "train@ideal-0", "evaluate@one_object-0", "curve@ideal-0", "audit_overview", "report"} <= names
 
-    # interrupt the first run when training starts: what finished is recorded in dvc.lock
-    p = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=folder, env=env(), text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    seen = []
-    for line in p.stdout:
-        seen.append(line)
-        if line.startswith("Running stage 'train@"):
-            os.killpg(p.pid, signal.SIGINT)
-            break
-    p.wait(timeout=60)
-    assert p.returncode != 0, "".join(seen[-20:])
-    left = stale(folder)
+    # the first run, interrupted when training started: what finished is recorded in dvc.lock
+    first = dvc_study["interrupted"]
+    assert first["returncode"] != 0, "".join(first["seen"][-20:])
+    left = first["stale"]
     assert "sample@train" not in left and "captions@ideal" not in left
     assert {"train@ideal-0", "evaluate@ideal-0", "report"} <= left
 
-    out = dvc(folder, "repro").stdout
+    second = dvc_study["second"]
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    out = second.stdout
     assert "Stage 'sample@train' didn't change, skipping" in out
     assert "Running stage 'sample@train'" not in out and "Running stage 'report'" in out
-    assert stale(folder) == set()
+    assert dvc_study["stale"] == set()
+    folder = tmp_path / "study"
+    shutil.copytree(dvc_study["folder"], folder, symlinks=True)
     findings = json.loads((folder / "data/report/details.json").read_text())
     assert [f["number"] for f in findings["findings"]] == [1, 2, 3, 4, 5, 6, 7]
     assert findings["missing_runs"] == []
@@ -85,7 +77,7 @@ def test_dvc_study_end_to_end(tmp_path):
 
 def test_missing_upstream_and_unknown_variant(tmp_path):
     """Without DVC driving: a stage whose input is missing names it; an unknown variant is named."""
-    folder = project(tmp_path / "study", raw())
+    folder = project(tmp_path / "study", pipeline_raw())
     cmd = [sys.executable, "-m", "bindlab.cli"]
     r = subprocess.run([*cmd, "captions", "--variant", "ideal"], cwd=folder, env=env(), capture_output=True, text=True)
     assert r.returncode == 2 and "data/scenes/train.parquet" in r.stderr and "bindlab sample" in r.stderr

@@ -16,17 +16,17 @@ from bindlab.errors import StageError
 from bindlab.params import ParamsError, load_params
 from bindlab.paths import DataPaths
 from bindlab.train import TrainData, lr_factor, train_stage
-from tiny_clip import build_tiny_data, tiny_raw
+from tiny import copy_study, tiny_raw, write_params
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("train")
-    return build_tiny_data(folder, tiny_raw())
+def tiny(tiny_study, tmp_path_factory):
+    """A copy of the session's tiny study (a test here trains `hn2` into it)."""
+    params, paths, _ = copy_study(tiny_study, tmp_path_factory.mktemp("train"))
+    return params, paths
 
 
 def _params_with(tmp_path, **train_over):
-    from conftest import write_params
     raw = tiny_raw()
     for k, v in train_over.items():
         section, key = k.split("__")
@@ -98,7 +98,6 @@ def test_resume_after_sigkill_gives_identical_weights(tiny, tmp_path, precision)
     import subprocess
     import sys
     import time
-    from conftest import write_params
     _, paths = tiny
     raw = tiny_raw(steps=40)
     raw["train"].update(checkpoint_every=5, precision=precision)
@@ -113,21 +112,29 @@ def test_resume_after_sigkill_gives_identical_weights(tiny, tmp_path, precision)
         runs[name] = (folder, [sys.executable, "-m", "bindlab.cli", "train", "--params", str(pfile), "--data",
                                str(folder / "data"), "--variant", "ideal", "--unvalidated", "--no-progress"])
     folder, cmd = runs["whole"]
-    subprocess.run(cmd, check=True, capture_output=True)
-    folder, cmd = runs["killed"]
-    last = folder / "data" / "models" / "ideal" / "seed0" / "last.pt"
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if last.exists() and torch.load(last, weights_only=True)["step"] >= 10:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run ended before it could be killed; give it more steps"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    killed_at = torch.load(last, weights_only=True)["step"]
-    assert 10 <= killed_at < 40
-    subprocess.run(cmd, check=True, capture_output=True)
+    whole_log = folder / "run.log"
+    with whole_log.open("w") as out:   # the uninterrupted run, beside the one that is killed
+        whole = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        folder, cmd = runs["killed"]
+        last = folder / "data" / "models" / "ideal" / "seed0" / "last.pt"
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if last.exists() and torch.load(last, weights_only=True)["step"] >= 10:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed; give it more steps"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed_at = torch.load(last, weights_only=True)["step"]
+        assert 10 <= killed_at < 40
+        subprocess.run(cmd, check=True, capture_output=True)
+        assert whole.wait(timeout=300) == 0, whole_log.read_text()[-3000:]
+    finally:
+        if whole.poll() is None:   # a failure above: the uninterrupted run is not needed any more
+            whole.kill()
+            whole.wait()
     wa = _weights(runs["whole"][0] / "data" / "models" / "ideal" / "seed0" / "last.pt")
     wb = _weights(last)
     assert all(torch.equal(wa[k], wb[k]) for k in wa), f"weights differ after a kill at step {killed_at}"
@@ -200,7 +207,6 @@ def test_bad_input_fails_clearly_and_writes_nothing(tiny, tmp_path, capsys):
     with pytest.raises(ParamsError, match="unknown variant 'nope'"):
         train_stage(params, paths, "nope", progress=False, require_validation=False)
     # a model whose image size differs from the rendered images
-    from conftest import write_params
     raw = tiny_raw()
     raw["model"]["configs"]["tiny"]["vision"]["image_size"] = 32
     bad = tmp_path / "bad"

@@ -1,23 +1,32 @@
 """The UI as `make ui` runs it, on the tiny study: a real Prefect server on a free loopback port, the
 deployments served by flows/serve.py's code, the data/ files server beside it. Runs are started through
-the server's API (as the UI's Run button does) and, last, by headless Chromium clicking Run > Quick run.
-All processes are stopped by their ids (served deployments first)."""
+the server's API (as the UI's Run button does), from a terminal with `prefect deployment run`, and,
+last, by headless Chromium clicking Run > Quick run. All processes are stopped by their ids (served
+deployments first), and the fixture checks they ended."""
 from __future__ import annotations
 
 import json
 import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 from browser import browser
-from test_prefect_server import free_port
-from tiny_pipeline import dvc, project, raw
+from tiny import dvc, pipeline_raw, project
 
 DONE = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def api(port: int, path: str, body: dict | None = None) -> object:
@@ -47,7 +56,7 @@ def ui(tmp_path_factory):
     port, files_port = free_port(), free_port()
     env = prefect_env(port, home=tmp / "prefect_home", files_port=files_port)
     env["PREFECT_RUNNER_POLL_FREQUENCY"] = "2"   # pick up triggered runs sooner than the default 10 s
-    folder = project(tmp / "study", raw(variants=("ideal",)))
+    folder = project(tmp / "study", pipeline_raw(variants=("ideal",)))
     server = start_server(port, env, tmp / "server.log")
     files = serving = None
     try:
@@ -61,9 +70,11 @@ def ui(tmp_path_factory):
             time.sleep(1)
         else:
             raise AssertionError((tmp / "serve.log").read_text()[-3000:])
-        yield {"port": port, "folder": folder, "deployments": deps, "log": tmp / "serve.log", "tmp": tmp}
+        yield {"port": port, "folder": folder, "deployments": deps, "log": tmp / "serve.log", "tmp": tmp,
+               "env": env}
     finally:
         stop_all(serving, files, server)
+    assert all(p.poll() is not None for p in (serving, files, server)), "a process outlived stop_all"
 
 
 def trigger(ui, deployment: str, parameters: dict | None = None) -> str:
@@ -125,6 +136,26 @@ def test_runs_never_overlap_and_links_open(ui):
     for u in urls:
         with urllib.request.urlopen(u, timeout=10) as r:
             assert r.status == 200 and b"<html" in r.read(2000).lower(), u
+
+
+def test_a_run_started_from_the_cli_completes(ui):
+    """`prefect deployment run variant/variant --watch` from a terminal: the run it starts (and each run
+    that one starts) completes, as the server's API reports, and writes its artifacts (the variant's
+    metrics table, the study-report links); the variant's eval.json and the report are there."""
+    port, folder = ui["port"], ui["folder"]
+    before = {r["id"] for r in api(port, "/flow_runs/filter", {})}
+    run = subprocess.run(
+        [sys.executable, "-m", "prefect", "deployment", "run", "variant/variant",
+         "--param", "variant=ideal", "--watch", "--watch-timeout", "400"],
+        env=ui["env"], cwd=folder, capture_output=True, text=True, timeout=450)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + ui["log"].read_text()[-3000:]
+    runs = [r for r in api(port, "/flow_runs/filter", {"sort": "EXPECTED_START_TIME_DESC"}) if r["id"] not in before]
+    states = {r["name"]: r["state"]["type"] for r in runs}
+    assert "COMPLETED" in states.values() and all(s == "COMPLETED" for s in states.values()), states
+    assert (folder / "data/metrics/ideal/seed0/eval.json").exists()
+    assert (folder / "data/report/index.html").exists()
+    artifacts = api(port, "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [r["id"] for r in runs]}}})
+    assert {"metrics-ideal", "study-report"} <= {a["key"] for a in artifacts}
 
 
 def test_what_if_from_the_form(ui):

@@ -21,9 +21,10 @@ VARIANTS = ["density_2", "one_object", "completeness_50", "natural", "hardneg"]
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    from tiny_study import build
-    return build(tmp_path_factory.mktemp("study"), VARIANTS, benchmark=True)
+def study(tiny_data, tmp_path_factory):
+    """A copy of the session's tiny study data: the tests here damage its captions and scenes."""
+    from tiny import copy_study
+    return copy_study(tiny_data, tmp_path_factory.mktemp("study"))
 
 
 def _corrupt_density(params, paths, variant: str, fraction: float = 0.1) -> int:
