@@ -1,4 +1,4 @@
-"""The binding benchmark: held-out scenes, swap negatives, counterfactual images, format probes.
+"""The binding benchmark: held-out scenes, swap and replace negatives, counterfactual images, format probes.
 
 Every image's true caption names `benchmark.density` attribute types (the same random set for every
 object of the image; all types when null) and the shape. For every named type (and the shape) whose
@@ -6,6 +6,11 @@ values differ between two objects, one negative: the values exchanged between th
 and rendered is the counterfactual image. A negative is kept only if it is certainly false (one of
 the two swapped phrases fits no object), and a size swap only if the swapped scene still has no
 overlap and stays inside the image.
+
+Beside every swap, a replace item controls for perception: one object's value of a named type (or its
+shape) replaced by a value that no object of the image has, so the bag of words changes and a model
+that sees the type rejects the negative without binding anything. Its object and value are drawn from
+a stream of their own, so the swap items, the probes and their images do not depend on it.
 """
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from bindlab import look
+from bindlab.contracts import REPLACE
 from bindlab.io import atomic_dir, write_parquet
 from bindlab.params import Params, parse_combo
 from bindlab.paths import DataPaths
@@ -50,6 +57,21 @@ def swapped_scene(objs: list[dict], a: int, b: int, key: str) -> list[dict]:
     return out
 
 
+def replaced_scene(params: Params, objs: list[dict], o: int, key: str, value: str) -> list[dict]:
+    """The scene with object o's `key` set to `value`; a size carries its radius (the mapping of
+    scenes.py), and the box and area follow the radius and shape."""
+    out = [dict(x) for x in objs]
+    c = out[o]
+    c[key] = value
+    if key == "size":
+        sizes = params.vocab.attributes["size"]
+        c["radius"] = float(look.size_radii(len(sizes))[sizes.index(value)])
+    r = c["radius"]
+    c.update(x0=c["x"] - r, y0=c["y"] - r, x1=c["x"] + r, y1=c["y"] + r,
+             area=look.unit_area(c["shape"], c["aspect"]) * r * r)
+    return out
+
+
 def named_types(params: Params, rng: np.random.Generator) -> list[str]:
     """The attribute types a benchmark caption names (vocab order): benchmark.density of them, drawn
     uniformly per image, or all when the density is null."""
@@ -61,14 +83,17 @@ def named_types(params: Params, rng: np.random.Generator) -> list[str]:
     return [t for i, t in enumerate(types) if i in picked]
 
 
-def build_items(params: Params, scenes: pl.DataFrame, rng: np.random.Generator):
+def build_items(params: Params, scenes: pl.DataFrame, rng: np.random.Generator, named: dict | None = None):
     """Benchmark items and their counterfactual scenes (one per item). Each image's true caption names
-    its `named_types` for every object; its items swap each named type (and the shape)."""
+    its `named_types` for every object; its items swap each named type (and the shape). `named`, when
+    given, receives scene_id -> those types (the replace items word their captions the same way)."""
     template = params.captions.templates[0]
     rules = _holdout_rules(params)
     items, cf_rows = [], []
     for scene_id, objs in sorted(objects_of(scenes).items()):
         types = named_types(params, rng)
+        if named is not None:
+            named[scene_id] = types
         desc = [*types, "shape"]
         caption = caption_text([describe(o, types) for o in objs], template)
         for key in desc:
@@ -102,6 +127,49 @@ def build_items(params: Params, scenes: pl.DataFrame, rng: np.random.Generator):
                    "obj_a": pl.Int8, "obj_b": pl.Int8, "caption": pl.String, "negative": pl.String,
                    "unseen": pl.Boolean}
     return pl.DataFrame(items, schema=item_schema), pl.DataFrame(cf_rows, schema=scenes.schema)
+
+
+def build_replace(params: Params, scenes: pl.DataFrame, named: dict[int, list[str]], rng: np.random.Generator):
+    """Replace items and their counterfactual scenes (one per item): per image and per named type (and
+    the shape), one object's value replaced by a value no object of the image has, object and value
+    drawn uniformly among the valid pairs. `named`: scene_id -> the image's named types (build_items)."""
+    template = params.captions.templates[0]
+    rules = _holdout_rules(params)
+    items, cf_rows = [], []
+    for scene_id, objs in sorted(objects_of(scenes).items()):
+        types = named[scene_id]
+        desc = [*types, "shape"]
+        caption = caption_text([describe(o, types) for o in objs], template)
+        for key in desc:
+            present = {o[key] for o in objs}
+            absent = [v for v in (params.vocab.shapes if key == "shape" else params.vocab.attributes[key])
+                      if v not in present]
+            valid = []
+            for o in range(len(objs)):
+                for value in absent:
+                    cf = replaced_scene(params, objs, o, key, value)
+                    # the negative must be false of the image (an absent value makes it so), and the true
+                    # caption false of the counterfactual image: the changed object's old phrase must fit
+                    # no object of the changed scene (another object may have had the same description)
+                    if any(matches(x, {k: cf[o][k] for k in desc}) for x in objs):
+                        continue
+                    if any(matches(x, {k: objs[o][k] for k in desc}) for x in cf):
+                        continue
+                    if key == "size" and not _fits(cf):
+                        continue
+                    valid.append((o, value, cf))
+            if not valid:
+                continue
+            o, value, cf = valid[int(rng.integers(len(valid)))]
+            item_id = len(items)
+            items.append({
+                "item_id": item_id, "scene_id": scene_id, "n_objects": len(objs), "type": key, "obj": o,
+                "value": value, "caption": caption,
+                "negative": caption_text([describe(x, types) for x in cf], template),
+                "unseen": _is_unseen(objs, rules) or _is_unseen(cf, rules),
+            })
+            cf_rows.extend({**x, "scene_id": item_id} for x in cf)
+    return pl.DataFrame(items, schema=REPLACE), pl.DataFrame(cf_rows, schema=scenes.schema)
 
 
 def build_probes(params: Params, scenes: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
@@ -142,8 +210,10 @@ def benchmark_stage(params: Params, paths: DataPaths, workers: int | None = None
     spec = params.benchmark
     scenes = sample_scenes(params, spec.n, spec.objects, stream=BENCHMARK_STREAM, holdout=False, swappable=True)
     rng = rng_for(params, BENCHMARK_STREAM + "/items")
-    items, cf_scenes = build_items(params, scenes, rng)
+    named: dict[int, list[str]] = {}
+    items, cf_scenes = build_items(params, scenes, rng, named)
     probes = build_probes(params, scenes, rng)
+    replace, replace_cf = build_replace(params, scenes, named, rng_for(params, BENCHMARK_STREAM + "/replace"))
 
     # Build the whole folder aside, then move it into place: never a half-written benchmark.
     out = paths.benchmark
@@ -153,20 +223,28 @@ def benchmark_stage(params: Params, paths: DataPaths, workers: int | None = None
         write_parquet(probes, tmp / "probes.parquet")
         render_to_npy(params, scenes, tmp / "images.npy", workers=workers)
         render_to_npy(params, cf_scenes, tmp / "counterfactual.npy", workers=workers)
-        _benchmark_sheet(params, scenes, items, tmp)
-    counts = items.group_by("swap").len().sort("swap")
-    print(f"benchmark: {spec.n} images, {len(items)} swap items "
-          f"({', '.join(f'{s} {n}' for s, n in counts.iter_rows())}), {items['unseen'].sum()} unseen, "
+        write_parquet(replace, tmp / "replace.parquet")
+        render_to_npy(params, replace_cf, tmp / "replace_counterfactual.npy", workers=workers)
+        _benchmark_sheet(params, scenes, items, replace, tmp)
+
+    def per_type(table: pl.DataFrame, col: str) -> str:
+        return ", ".join(f"{s} {n}" for s, n in table.group_by(col).len().sort(col).iter_rows())
+    print(f"benchmark: {spec.n} images, {len(items)} swap items ({per_type(items, 'swap')}), "
+          f"{items['unseen'].sum()} unseen, {len(replace)} replace items ({per_type(replace, 'type')}), "
           f"{len(probes)} probes -> {out}")
 
 
-def _benchmark_sheet(params: Params, scenes: pl.DataFrame, items: pl.DataFrame, folder: Path) -> None:
+def _benchmark_sheet(params: Params, scenes: pl.DataFrame, items: pl.DataFrame, replace: pl.DataFrame,
+                     folder: Path) -> None:
     images = np.load(folder / "images.npy", mmap_mode="r")
     cfs = np.load(folder / "counterfactual.npy", mmap_mode="r")
-    picked = items.head(8)
+    rcfs = np.load(folder / "replace_counterfactual.npy", mmap_mode="r")
     pics, texts = [], []
-    for row in picked.iter_rows(named=True):
+    for row in items.head(8).iter_rows(named=True):
         pics += [images[row["scene_id"]], cfs[row["item_id"]]]
         texts += [f"TRUE: {row['caption']}", f"{row['swap']} swap: {row['negative']}"]
+    for row in replace.head(4).iter_rows(named=True):
+        pics += [images[row["scene_id"]], rcfs[row["item_id"]]]
+        texts += [f"TRUE: {row['caption']}", f"{row['type']} replace ({row['value']}): {row['negative']}"]
     contact_sheet(np.stack(pics), texts, folder / "contact.png", cols=4,
-                  title="benchmark: true image + caption, then its counterfactual (swapped scene + negative)")
+                  title="benchmark: image + caption, then its counterfactual + negative (swap items, then replace items)")

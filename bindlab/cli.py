@@ -116,6 +116,14 @@ def _evaluate(args) -> None:
           f"probe {r['probe']:.3f}  R@1 i2t {r['r1_i2t']:.3f}")
 
 
+def _chance(args) -> None:
+    from bindlab.chance import chance_stage
+    params, paths = _ctx(args)
+    r = chance_stage(params, paths, args.seed, threads=args.threads)["chance_measured"]
+    print(f"chance seed {r['seed']} (untrained model): i2t pairwise {r['i2t_pairwise']:.3f}  strict "
+          f"{r['i2t_strict']:.3f}  probe {r['probe']:.3f} -> {paths.chance(r['seed'])}")
+
+
 # --- the study's findings -------------------------------------------------------------------------
 
 def _report(args) -> None:
@@ -198,6 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve", action="store_true", help="score every weight snapshot of the run instead "
                                                         "(binding against training): data/metrics/VARIANT/seedS/curve.json")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("chance", help="the measured chance level of a seed (its untrained model on the benchmark), "
+                                      "shared by every variant's evaluation: data/chance/seedS.json")
+    _common(p)
+    p.add_argument("--seed", type=int, default=None, help="run seed (default: params seed)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: train.threads)")
+    p.set_defaults(func=_chance)
 
     p = sub.add_parser("report", help="the findings report: data/report/index.html, summary.md, findings.json")
     _common(p)

@@ -39,6 +39,8 @@ CAPTIONS = {"scene_id": I64, "caption": STR, "template": I8, "objects": LIST(I8)
             "hard_negatives": LIST(STR), "hard_negative_swaps": LIST(STR)}
 ITEMS = {"item_id": I64, "scene_id": I64, "n_objects": I8, "swap": STR, "obj_a": I8, "obj_b": I8,
          "caption": STR, "negative": STR, "unseen": BOOL}
+REPLACE = {"item_id": I64, "scene_id": I64, "n_objects": I8, "type": STR, "obj": I8, "value": STR,
+           "caption": STR, "negative": STR, "unseen": BOOL}
 PROBES = {"probe_id": I64, "scene_id": I64, "n_objects": I8, "k": I8, "obj": I8, "attrs": LIST(STR), "swap": STR,
           "true_caption": STR, "false_caption": STR, "unseen": BOOL}
 STATS_CAPTIONS = {
@@ -71,6 +73,9 @@ EVAL_INTERVALS = {"ci": dict, "bootstrap": dict}   # bindlab/intervals.py: key -
 CURVE = {"variant": str, "seed": int, "batch_size": int, "steps": int, "points": list}
 CURVE_POINT = {"step": int, "samples": int, "loss": (NUM, type(None)), "i2t_pairwise": NUM, "i2t_strict": NUM,
                "i2t_pairwise_ci": (list, type(None)), "i2t_strict_ci": (list, type(None))}
+# data/chance/seedS.json: eval.json's chance_measured and what it was computed for (evaluate.chance_basis)
+CHANCE = {"seed": int, "model_spec_sha256": str, "eval_batch": int, "benchmark_md5": dict, "chance_measured": dict,
+          "chance_measured.seed": int, "chance_measured.i2t_strict": NUM, "chance_measured.ci": dict}
 PER_IMAGE = {"scene_id": I64}   # + `KEY:num`, `KEY:den` (f64) per metric key (bindlab/evaluate.py ledger)
 CHECKPOINT = {"model": dict, "model_spec": dict, "run": dict, "step": int}
 RESUME = {"optimizer": dict, "scheduler": dict, "log": list}  # what `train` needs beyond a weights file
@@ -252,8 +257,9 @@ def read_results(path, made_by: str) -> dict:
 
 
 def read_benchmark(folder: Path, n: int | None, parts=("items", "probes", "images", "counterfactual")) -> dict:
-    """The benchmark folder's files in `parts` (plus "scenes"), checked against each other: items
-    0..k-1 are the rows of counterfactual.npy, every scene_id has its image."""
+    """The benchmark folder's files in `parts` (also "scenes", "replace", "replace_counterfactual"),
+    checked against each other: items 0..k-1 are the rows of counterfactual.npy, replace items
+    0..m-1 those of replace_counterfactual.npy, every scene_id has its image."""
     made_by = "bindlab benchmark"
     b: dict = {}
     if "scenes" in parts and n is not None:
@@ -262,7 +268,7 @@ def read_benchmark(folder: Path, n: int | None, parts=("items", "probes", "image
         b["images"] = read_npy(folder / "images.npy", made_by, n)
     n_images = len(b["images"]) if "images" in b else n
     def indexed(name: str, schema: dict, id_col: str) -> pl.DataFrame:
-        """items/probes: their own ids 0..rows-1, and scene ids among the benchmark images."""
+        """items/replace/probes: their own ids 0..rows-1, and scene ids among the benchmark images."""
         path = folder / f"{name}.parquet"
         table = read_table(path, schema, made_by).sort(id_col)
         check_ids(path, table, id_col, table.height, made_by, every=True, of="its rows")
@@ -277,6 +283,12 @@ def read_benchmark(folder: Path, n: int | None, parts=("items", "probes", "image
     if "counterfactual" in parts:
         k = b["items"].height if "items" in b else None
         b["counterfactual"] = read_npy(folder / "counterfactual.npy", made_by, k, what="counterfactual images (one per item)")
+    if "replace" in parts:
+        b["replace"] = indexed("replace", REPLACE, "item_id")
+    if "replace_counterfactual" in parts:
+        k = b["replace"].height if "replace" in b else None
+        b["replace_counterfactual"] = read_npy(folder / "replace_counterfactual.npy", made_by, k,
+                                               what="counterfactual images (one per replace item)")
     return b
 
 
@@ -303,6 +315,15 @@ def read_curve(path, variant: str, seed: int) -> dict:
     if not steps or steps != sorted(set(steps)):
         fail(path, "points must be non-empty with steps ascending and distinct", made_by)
     return curve
+
+
+def read_chance(path, seed: int) -> dict:
+    """The measured chance level of seed `seed` (`bindlab chance`), with what it was computed for."""
+    made_by = f"bindlab chance --seed {seed}"
+    chance = read_json(path, CHANCE, made_by)
+    if chance["seed"] != seed or chance["chance_measured"]["seed"] != seed:
+        fail(path, f"is the chance level of seed {chance['seed']}, not seed {seed}", made_by)
+    return chance
 
 
 def read_per_image(path, variant: str, seed: int, keys, n_items: int | None = None) -> pl.DataFrame:

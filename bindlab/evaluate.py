@@ -7,6 +7,8 @@ one run or checkpoint) and `curve_stage` (every weight snapshot of a run: bindin
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from bindlab import timing
-from bindlab.contracts import read_benchmark
+from bindlab.contracts import read_benchmark, read_chance
 from bindlab.errors import StageError, require
 from bindlab.figures import figure_png
 from bindlab.intervals import ratio_interval
@@ -68,15 +70,22 @@ class Encoder:
 
 
 def load_benchmark(folder: Path, n: int | None = None) -> dict:
-    """items, probes, images, counterfactual of the benchmark folder, checked (bindlab/contracts.py);
-    `n`: the image count params declare."""
-    return read_benchmark(Path(folder), n)
+    """items, probes, images, counterfactual (and replace, replace_counterfactual where the folder has
+    replace items) of the benchmark folder, checked (bindlab/contracts.py); `n`: the image count
+    params declare."""
+    bench = read_benchmark(Path(folder), n)
+    # replace items are optional: a benchmark without them is scored on its swap items alone
+    if (Path(folder) / "replace.parquet").exists():
+        bench |= read_benchmark(Path(folder), n, parts=("replace", "replace_counterfactual"))
+    return bench
 
 
-def score_benchmark(enc: Encoder, bench: dict, counterfactual: bool = True) -> dict:
+def score_benchmark(enc: Encoder, bench: dict, counterfactual: bool = True, replace: bool | None = None) -> dict:
     """Every score binding_metrics needs, plus the number of images encoded. Without
     `counterfactual` the counterfactual images (most of the work) are skipped and s_cf is s_true:
-    text->image metrics are then meaningless (a tie everywhere)."""
+    text->image metrics are then meaningless (a tie everywhere). `replace` (default: as
+    `counterfactual`, since the pass without counterfactual images needs only the swap items): score
+    bench["replace"] too, as scores["replace"] (metrics.Replace), else that is None."""
     items, probes = bench["items"], bench["probes"]
     # the true caption of each image that has items (all items of an image share it)
     caps = items.group_by("scene_id", maintain_order=True).agg(pl.col("caption").first()).sort("scene_id")
@@ -95,8 +104,30 @@ def score_benchmark(enc: Encoder, bench: dict, counterfactual: bool = True) -> d
     p_true = (img[pr_scene] * enc.texts(probes["true_caption"].to_list())).sum(1)
     p_false = (img[pr_scene] * enc.texts(probes["false_caption"].to_list())).sum(1)
     sim = img[scene_ids] @ cap.T
-    return {"s_true": s_true, "s_neg": s_neg, "s_cf": s_cf, "p_true": p_true, "p_false": p_false,
-            "sim": sim, "n_images_encoded": len(img) + len(cf)}
+    scores = {"s_true": s_true, "s_neg": s_neg, "s_cf": s_cf, "p_true": p_true, "p_false": p_false,
+              "sim": sim, "n_images_encoded": len(img) + len(cf), "replace": None}
+    if "replace" in bench and (counterfactual if replace is None else replace):
+        scores |= _score_replace(enc, bench, img, dict(zip(caps["caption"].to_list(), cap)), counterfactual)
+        scores["n_images_encoded"] += len(bench["replace_counterfactual"]) if counterfactual else 0
+    return scores
+
+
+def _score_replace(enc: Encoder, bench: dict, img: np.ndarray, known: dict, counterfactual: bool) -> dict:
+    """The replace items' scores: the image's true caption (its features from `known`, caption ->
+    features, where the image has swap items) against the replaced caption, and against the replace
+    counterfactual image (without `counterfactual`: r_cf is r_true)."""
+    rep = bench["replace"]
+    if rep.height == 0:
+        return {"replace": None}
+    todo = sorted(set(rep["caption"].to_list()) - set(known))
+    if todo:
+        known = known | dict(zip(todo, enc.texts(todo)))
+    r_cap = np.stack([known[c] for c in rep["caption"].to_list()])
+    scene = rep["scene_id"].to_numpy()
+    r_true = (img[scene] * r_cap).sum(1)
+    r_neg = (img[scene] * enc.texts(rep["negative"].to_list())).sum(1)
+    r_cf = (enc.images(bench["replace_counterfactual"]) * r_cap).sum(1) if counterfactual else r_true
+    return {"replace": (rep, r_true, r_neg, r_cf)}
 
 
 # --- the measured chance level ---------------------------------------------------------------
@@ -117,12 +148,43 @@ def untrained_chance(enc: Encoder, spec: dict, seed: int, bench: dict) -> dict:
             "ci": {k: ratio_interval(*ledger[k]) for k in UNTRAINED_KEYS if k in ledger}}
 
 
+def chance_basis(spec: dict, seed: int, batch: int, benchmark: Path) -> dict:
+    """What untrained_chance's result depends on besides the code, kept beside it in data/chance/seedS.json
+    (`bindlab chance`): the seed, the model spec (configs and tokenizer), the batch (texts are encoded in
+    batches cut to their longest, which can move the last bits) and the benchmark's tables and images
+    (its counterfactual images are never scored there)."""
+    files = sorted(p for p in Path(benchmark).iterdir() if p.suffix == ".parquet" or p.name == "images.npy")
+    md5 = {}
+    for f in files:
+        with open(f, "rb") as fh:
+            md5[f.name] = hashlib.file_digest(fh, "md5").hexdigest()
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"))
+    return {"seed": seed, "model_spec_sha256": hashlib.sha256(text.encode()).hexdigest(), "eval_batch": batch,
+            "benchmark_md5": md5}
+
+
+def measured_chance(enc: Encoder, spec: dict, seed: int, bench: dict, benchmark: Path, stored: Path | None) -> dict:
+    """untrained_chance, taken from `stored` (the seed's `bindlab chance` file, checked) when that was
+    computed for this spec, seed, batch and benchmark: the same numbers, without the pass."""
+    if stored is not None and stored.exists():
+        kept = read_chance(stored, seed)
+        if all(kept[k] == v for k, v in chance_basis(spec, seed, enc.batch, benchmark).items()):
+            return kept["chance_measured"]
+        print(f"{stored}: made for another model spec, eval batch or benchmark; measuring the chance level here")
+    return untrained_chance(enc, spec, seed, bench)
+
+
 # --- loading a model ---------------------------------------------------------------------------
 
 def bindlab_encoder(path: Path, device: str, batch: int, made_by: str = "bindlab train --fresh"):
     """Encoder of a bindlab checkpoint (self-describing), and the checkpoint dict."""
     model, tokenizer, ck = load_model(path, device, made_by)
-    size = ck["model_spec"]["vision"]["image_size"]
+    return Encoder(model, tokenizer, spec_image_fn(ck["model_spec"], device), device, batch, encode_text_unpadded), ck
+
+
+def spec_image_fn(spec: dict, device: str):
+    """Benchmark images (uint8 rows) -> the input of the model that `spec` builds."""
+    size = spec["vision"]["image_size"]
 
     def image_fn(x: np.ndarray):
         t = images_to_tensor(x, device)
@@ -130,7 +192,7 @@ def bindlab_encoder(path: Path, device: str, batch: int, made_by: str = "bindlab
             t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return t
 
-    return Encoder(model, tokenizer, image_fn, device, batch, encode_text_unpadded), ck
+    return image_fn
 
 
 def openclip_encoder(name: str, weights: Path, device: str, batch: int) -> Encoder:
@@ -187,11 +249,14 @@ def evaluate_stage(params: Params, paths: DataPaths, variant: str | None = None,
     seconds = time.perf_counter() - t
     ids, ledger, counts = binding_ledger(bench["items"], bench["probes"], scores["s_true"], scores["s_neg"],
                                          scores["s_cf"], scores["p_true"], scores["p_false"], scores["sim"],
-                                         scenes)
+                                         scenes, scores["replace"])
     metrics = metrics_of(ledger, counts, scores["sim"].shape[0])
     run = ck.get("run", {})
     if ck:  # a bindlab run: its own initialisation is the "learned nothing" reference
-        metrics["chance_measured"] = untrained_chance(enc, ck["model_spec"], run.get("seed", seed), bench)
+        # a study run finds it measured once per seed (`bindlab chance`); other checkpoints measure it here
+        stored = paths.chance(run.get("seed", seed)) if variant and not checkpoint else None
+        metrics["chance_measured"] = measured_chance(enc, ck["model_spec"], run.get("seed", seed), bench,
+                                                     paths.benchmark, stored)
     result = {"variant": run.get("variant", variant), "seed": run.get("seed", seed if variant else None),
               "steps": ck.get("step"), "batch_size": run.get("batch_size"),
               "hard_negatives": run.get("hard_negatives"),
@@ -235,10 +300,16 @@ def curve_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
         enc, ck = bindlab_encoder(snap, device, tp.eval_batch, made_by=made_by)
         sc = score_benchmark(enc, bench)
         _, ledger, _ = binding_ledger(bench["items"], bench["probes"], sc["s_true"], sc["s_neg"], sc["s_cf"],
-                                      sc["p_true"], sc["p_false"], sc["sim"])
+                                      sc["p_true"], sc["p_false"], sc["sim"], replace=sc["replace"])
         pt = {"step": ck["step"], "samples": ck["step"] * v.batch_size, "loss": loss_at.get(ck["step"])}
         for k in CURVE_KEYS:
             pt[k], pt[f"{k}_ci"] = ratio(*ledger[k]), ratio_interval(*ledger[k])
+        # per type: binding (swap) and perception (replace) i2t pairwise, for the report's plot of both
+        for name in ("by_swap", "by_replace"):
+            per_type = {key.split(".")[1]: ratio(*ledger[key]) for key in sorted(ledger)
+                        if key.startswith(f"{name}.") and key.endswith(".i2t_pairwise")}
+            if per_type:
+                pt[name] = per_type
         points.append(pt)
         print(f"curve {variant} seed {seed}: step {pt['step']} ({i}/{len(snaps)}): i2t pairwise "
               f"{pt['i2t_pairwise']:.3f}  strict {pt['i2t_strict']:.3f}", flush=True)
@@ -248,24 +319,29 @@ def curve_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
 
 
 def write_plots(result: dict, folder: Path) -> None:
-    """by_swap.png (accuracy per swapped attribute type, chance marked) and, when train.tsv is
+    """by_swap.png (accuracy per swapped attribute type, chance marked; beside binding, perception:
+    the replace items' image->text accuracy per type, where eval.json has it) and, when train.tsv is
     beside it, train_curve.png (loss over steps)."""
     import matplotlib   # deferred: only runs that write plots pay for it (curve_stage and plots=False do not)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     swaps = list(result["by_swap"])
+    bars = [("by_swap", "i2t_pairwise", "image->text"), ("by_swap", "t2i_pairwise", "text->image"),
+            ("by_swap", "probe", "probe")]
+    if result.get("by_replace"):
+        bars.append(("by_replace", "i2t_pairwise", "replace image->text (perception)"))
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    w = 0.27
-    for j, (key, label) in enumerate([("i2t_pairwise", "image->text"), ("t2i_pairwise", "text->image"),
-                                      ("probe", "probe")]):
-        vals = [result["by_swap"][s].get(key, np.nan) for s in swaps]
-        ax.bar(np.arange(len(swaps)) + (j - 1) * w, vals, w, label=label)
+    w = 0.81 / len(bars)
+    for j, (group, key, label) in enumerate(bars):
+        vals = [result[group].get(s, {}).get(key, np.nan) for s in swaps]
+        ax.bar(np.arange(len(swaps)) + (j - (len(bars) - 1) / 2) * w, vals, w, label=label)
     ax.axhline(0.5, color="k", ls="--", lw=1, label="chance")
     ax.set_xticks(range(len(swaps)), swaps)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{result.get('variant') or result.get('model')}: binding by swapped type", fontsize=9)
+    what = "binding (swap) and perception (replace) by type" if len(bars) > 3 else "binding by swapped type"
+    ax.set_title(f"{result.get('variant') or result.get('model')}: {what}", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     with atomic_path(folder / "by_swap.png") as tmp:

@@ -82,13 +82,8 @@ class Est:
         lo, hi = intervals.interval(self.reps) or [float("nan")] * 2
         return lo, hi
 
-    @property
-    def lo(self) -> float:
-        return self.ci[0]
-
-    @property
-    def hi(self) -> float:
-        return self.ci[1]
+    lo = property(lambda self: self.ci[0])
+    hi = property(lambda self: self.ci[1])
 
     def __sub__(self, other: "Est") -> "Est":
         # the same image resamples on both sides: the paired bootstrap of the difference
@@ -263,11 +258,9 @@ def verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dic
             return _result("inconclusive", None, "no comparison on degraded data (every line includes the "
                            "ideal variant)", "declare the knob's variants on degraded data (e.g. density 1)")
         results = [_no_fix_line(params, numbers, metric, ln, chance) for ln in degraded]
-        for v in ("not reproduced", "inconclusive"):
-            if any(r["verdict"] == v for r in results):
-                r = next(r for r in results if r["verdict"] == v)
-                return r | {"why": " | ".join(x["why"] for x in results)}
-        return results[0] | {"why": " | ".join(x["why"] for x in results)}
+        # the first line with the weakest verdict speaks for the finding; every line's reason is kept
+        worst = min(results, key=lambda r: ("not reproduced", "inconclusive", "reproduced").index(r["verdict"]))
+        return worst | {"why": " | ".join(x["why"] for x in results)}
     line = lines[0]  # the line through the ideal variant when there is one
     est = {p["variant"]: numbers.get(p["variant"], metric) for p in line}
     best_p = max(line, key=lambda p: est[p["variant"]].point)
@@ -340,23 +333,6 @@ def _peak_verdict(params: Params, numbers: Numbers, line: list[dict], est: dict,
     return out | ({"resolve": resolve} if resolve else {})
 
 
-def own_format_probe(numbers: Numbers, line: list[dict]) -> list[dict]:
-    """Finding 1's format check: each density variant's probe at its own density k (`probe_by_k.k`: one
-    object, k named attributes, wrongly bound in the false phrase), k >= 1. The benchmark's captions are
-    full descriptions, outside the low densities' training format; the probe names as many attributes
-    per object as the variant's own captions. Shown beside the verdict, not used by it; a run whose
-    benchmark has no probe naming k attributes has no such column and is left out."""
-    points = []
-    for p in line:
-        k, v = p["x"], p["variant"]
-        key = f"probe_by_k.{int(k)}"
-        if k < 1 or k != int(k) or not numbers.has(v, key):
-            continue
-        e = numbers.get(v, key)
-        points.append({"variant": v, "x": k, "mean": e.point, "lo": e.lo, "hi": e.hi})
-    return points
-
-
 def levelled_gain(curves: list[dict], metric: str) -> float | None:
     """The largest gain of `metric` over the last fifth of the judged run's steps, over its seeds' curves;
     None when no curve has a snapshot in that fifth before its last (nothing to tell a plateau by)."""
@@ -376,9 +352,10 @@ def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float,
     """Judged on study.ideal_long (the ideal data trained longer) when it ran, else on study.ideal;
     'ideal data is not the best' compares study.ideal with the other variants at their shared budget.
     Below 'almost perfect', the run's curve decides: still rising -> train longer (inconclusive);
-    levelled off (the last fifth of its steps gained less than min_effect) -> not reproduced at this model."""
+    levelled off (the last fifth of its steps gained less than min_effect) -> not reproduced at this model.
+    Below the bar, runs with replace items say per type whether the model falls short in seeing or binding."""
     ideal, near, m = params.study.ideal, params.study.near_perfect, params.study.min_effect
-    judged = params.study.ideal_long if params.study.ideal_long in numbers.tables else ideal
+    judged = judged_run(params, numbers)
     if judged not in numbers.tables:
         return _result("inconclusive", None, f"no run of the ideal variant {ideal!r}", f"evaluate {ideal}")
     e = numbers.get(judged, metric)
@@ -387,41 +364,75 @@ def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float,
            f"'almost perfect' >= {near}")
     if e.lo >= near:
         return _result("reproduced", e, why)
+    rows = sight(numbers, [judged]).get(judged)
+    reason = f"; {sight_reason(rows, params.study.sees, m)}" if rows and e.point < near else ""
     others = {n: numbers.get(n, metric) for n in numbers.tables if n not in (ideal, judged)}
     if others and ideal in numbers.tables:
         name = max(others, key=lambda n: others[n].point)
         d = others[name] - numbers.get(ideal, metric)
         why += f"; best other variant {name} {others[name].text()}, {d.text(signed=True)} above {ideal}"
         if d.lo > m:
-            return _result("not reproduced", e, why + f" (beyond {m}): ideal data is not the best")
+            return _result("not reproduced", e, why + f" (beyond {m}): ideal data is not the best{reason}")
     if e.hi < near:
         gain = levelled_gain(curves, metric) if judged == params.study.ideal_long else None
         if gain is not None and gain < m:
             return _result("not reproduced", e, why + f"; below 'almost perfect' and levelled off: {gain:+.3f} "
                            f"over the last fifth of its steps (< {m}), so more steps of this model "
-                           f"({params.model.name}) will not reach it; a larger model might")
-        return _result("inconclusive", e, why + "; below 'almost perfect' at this model and training size",
+                           f"({params.model.name}) will not reach it" + (reason or "; a larger model might"))
+        return _result("inconclusive", e, why + "; below 'almost perfect' at this model and training size" + reason,
                        f"train {judged} longer (variants.{judged}.steps) or a larger model (model.name)")
-    return _result("inconclusive", e, why + f"; the interval contains {near}", _narrower(params, numbers))
+    return _result("inconclusive", e, why + f"; the interval contains {near}{reason}", _narrower(params, numbers))
+
+
+def judged_run(params: Params, numbers: Numbers) -> str:
+    """Finding 7's run: study.ideal_long when it ran, else study.ideal."""
+    return params.study.ideal_long if params.study.ideal_long in numbers.tables else params.study.ideal
+
+
+# --- perception beside binding -------------------------------------------------------------------
+
+def sight(numbers: Numbers, names: list[str]) -> dict:
+    """variant -> type -> {replace, swap, gap}, each [point, low, high]: i2t pairwise of the replace items
+    (perception: the bag of words changes, no binding needed), of the swap items (binding), and their
+    difference paired on the same resampled images. Types with both; runs without replace items: none."""
+    out: dict = {}
+    for v in dict.fromkeys(names):
+        types = sorted({c.split(".")[1] for t in numbers.tables[v].values() for c in t.columns
+                        if c.startswith("by_replace.") and c.endswith(".i2t_pairwise:num")})
+        for t in types:
+            keys = (f"by_replace.{t}.i2t_pairwise", f"by_swap.{t}.i2t_pairwise")
+            if all(numbers.has(v, k) for k in keys):
+                r, s = (numbers.get(v, k) for k in keys)
+                out.setdefault(v, {})[t] = {k: [round(x, 4) for x in (e.point, e.lo, e.hi)]
+                                            for k, e in (("replace", r), ("swap", s), ("gap", r - s))}
+    return out
+
+
+def sight_note(table: dict, bar: float) -> str:
+    """Beside a binding verdict: the compared variants that do not see a type they are judged on (replace
+    i2t pairwise below study.sees), where binding measures the model's eye; '' without replace items."""
+    blind = {v: ts for v, rows in table.items() if (ts := [t for t, r in rows.items() if r["replace"][0] < bar])}
+    if not blind:
+        return f"every compared variant sees every type (replace i2t pairwise >= study.sees {bar})" if table else ""
+    return (f"not seen (replace i2t pairwise < study.sees {bar}; binding there measures perception): "
+            + "; ".join(f"{v} " + ", ".join(f"{t} {table[v][t]['replace'][0]:.3f}" for t in ts) for v, ts in blind.items()))
+
+
+def sight_reason(rows: dict, bar: float, m: float) -> str:
+    """Why the judged ideal run falls short, per type: seeing (replace below study.sees) or binding (seen,
+    and the gap replace - swap has its interval above min_effect)."""
+    seeing = [f"{t} {r['replace'][0]:.3f}" for t, r in rows.items() if r["replace"][0] < bar]
+    binding = [f"{t} {r['gap'][0]:+.3f} [{r['gap'][1]:+.3f}, {r['gap'][2]:+.3f}]" for t, r in rows.items()
+               if r["replace"][0] >= bar and r["gap"][1] > m]
+    parts = ([f"seeing (replace < {bar}): {', '.join(seeing)}"] if seeing else []) + \
+            ([f"binding (seen; replace - swap > {m}): {', '.join(binding)}"] if binding else [])
+    return "per type, " + ("; ".join(parts) if parts else f"every type is seen and no gap is clearly above {m}")
 
 
 def last_fifth(points: list[dict]) -> tuple[dict, dict]:
     """(first snapshot in the last fifth of the run's steps, last snapshot): how a run ended."""
     last = points[-1]
     return next(p for p in points if p["step"] >= 0.8 * last["step"]), last
-
-
-def curve_note(curve: dict, metric: str) -> str:
-    """How the judged run ended: the metric over the last fifth of its steps, and its training loss
-    there (near zero: the in-batch task is solved)."""
-    since, last = last_fifth(curve["points"])
-    text = f"its curve (seed {curve['seed']}): {metric} "
-    if since is not last:
-        text += f"{since[metric]:.3f} at step {since['step']} -> "
-    text += f"{last[metric]:.3f} at step {last['step']}"
-    if metric != "i2t_strict" and "i2t_strict" in last:
-        text += f" (i2t_strict {last['i2t_strict']:.3f})"
-    return text + (f", training loss {last['loss']:.3f}" if last.get("loss") is not None else "")
 
 
 def variant_point(numbers: Numbers, name: str, metric: str) -> dict:

@@ -6,7 +6,11 @@ tested on known scores). Per benchmark item (image, swapped attribute type):
                 random scorer: mean over images of 1 / (negatives + 1));
   t2i pairwise  the true caption scores the true image above the counterfactual (swapped) image;
   probe         the format-matched one-object probe: the true phrase above the wrongly bound one;
-  r1/r5         retrieval recall@k among the benchmark images and their true captions (sanity check).
+  r1/r5         retrieval recall@k among the benchmark images and their true captions (sanity check);
+  replace       perception: the true caption above one whose value of one object is replaced by a
+                value no object of the image has (i2t), the true image above that changed scene (t2i).
+                The bag of words changes, so seeing the type suffices; binding_gap.<type> = replace
+                minus swap i2t pairwise is what binding costs beyond seeing.
 
 Every metric is a ratio of sums over benchmark images (bindlab/intervals.py): the "ledger" holds,
 per metric key (dotted: "by_swap.color.i2t_pairwise"), the numerator and denominator of each image.
@@ -38,6 +42,8 @@ def headline(result: dict, out: Path) -> None:
 
 
 Ledger = dict[str, tuple[np.ndarray, np.ndarray]]
+# the replace items (bench["replace"]) and their scores: true caption, replaced caption, replace counterfactual
+Replace = tuple[pl.DataFrame, np.ndarray, np.ndarray, np.ndarray]
 
 
 def _wins(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
@@ -77,6 +83,35 @@ def _add_probes(ledger: Ledger, counts: dict, key: str, img: np.ndarray, n: int,
         counts.setdefault(count_at, {})["n_probes"] = int(mask.sum())
 
 
+def _add_replace(ledger: Ledger, counts: dict, ids: np.ndarray, replace: Replace) -> None:
+    """Perception: pairwise i2t and t2i of the replace items, overall and per replaced type (no strict:
+    strict stays over the swap negatives, so its chance and meaning do not change)."""
+    table, r_true, r_neg, r_cf = replace
+    n, types = len(ids), table["type"].to_numpy()
+    img = np.searchsorted(ids, table["scene_id"].to_numpy())
+    i2t, t2i = _wins(r_true, r_neg), _wins(r_true, r_cf)
+    groups = [("replace", np.ones(table.height, bool))]
+    groups += [(f"by_replace.{t}", types == t) for t in sorted(set(types.tolist()))]
+    for at, mask in groups:
+        count = _sum_by_image(img[mask], n)
+        ledger[f"{at}.i2t_pairwise"] = (_sum_by_image(img[mask], n, i2t[mask]), count)
+        ledger[f"{at}.t2i_pairwise"] = (_sum_by_image(img[mask], n, t2i[mask]), count)
+        counts[at] = {"n_items": int(mask.sum()), "n_images": int((count > 0).sum())}
+
+
+def binding_gaps(ledger: Ledger) -> dict[str, tuple[float, list[float] | None]]:
+    """type -> (replace - swap i2t pairwise, its 95% interval): both ratios' replicates on the same
+    resampled images (the paired bootstrap), differenced per replicate."""
+    out = {}
+    for key in sorted(ledger):
+        t = key.split(".")[1] if key.startswith("by_replace.") and key.endswith(".i2t_pairwise") else None
+        swap = f"by_swap.{t}.i2t_pairwise"
+        if t is not None and swap in ledger:
+            reps = intervals.replicates(*ledger[key]) - intervals.replicates(*ledger[swap])
+            out[t] = (ratio(*ledger[key]) - ratio(*ledger[swap]), intervals.interval(reps))
+    return out
+
+
 def _recall_hits(sim: np.ndarray, k: int) -> np.ndarray:
     """Per row: its diagonal entry is among the k largest of the row (1/0)."""
     diag = np.diag(sim)[:, None]
@@ -106,11 +141,16 @@ def saliency_groups(items: pl.DataFrame, probes: pl.DataFrame, scenes: pl.DataFr
 
 def binding_ledger(items: pl.DataFrame, probes: pl.DataFrame, s_true: np.ndarray, s_neg: np.ndarray,
                    s_cf: np.ndarray, p_true: np.ndarray, p_false: np.ndarray, sim: np.ndarray,
-                   scenes: pl.DataFrame | None = None) -> tuple[np.ndarray, Ledger, dict]:
+                   scenes: pl.DataFrame | None = None, replace: Replace | None = None,
+                   ) -> tuple[np.ndarray, Ledger, dict]:
     """(image ids, ledger, counts): per metric key the per-image numerator and denominator, and the
     item/image/probe counts per breakdown. `sim` rows/columns are the images that have items, in
-    scene_id order. With `scenes` (the benchmark's scene table) also `by_saliency`."""
-    ids = np.unique(np.concatenate([items["scene_id"].to_numpy(), probes["scene_id"].to_numpy()]))
+    scene_id order. With `scenes` (the benchmark's scene table) also `by_saliency`; with `replace`
+    also `replace` and `by_replace` (perception)."""
+    # the union keeps each replace item's image in the ledger; every benchmark image has swap items or
+    # probes, so the image set, and with it every existing number and interval, does not change
+    extra = [] if replace is None else [replace[0]["scene_id"].to_numpy()]
+    ids = np.unique(np.concatenate([items["scene_id"].to_numpy(), probes["scene_id"].to_numpy(), *extra]))
     n = len(ids)
     img = np.searchsorted(ids, items["scene_id"].to_numpy())
     pimg = np.searchsorted(ids, probes["scene_id"].to_numpy())
@@ -146,6 +186,8 @@ def binding_ledger(items: pl.DataFrame, probes: pl.DataFrame, s_true: np.ndarray
         breakdown("by_saliency", *saliency_groups(items, probes, scenes))
     for k in sorted(probes["k"].unique()):
         _add_probes(ledger, counts, f"probe_by_k.{k}", pimg, n, (probes["k"] == k).to_numpy(), pw, None)
+    if replace is not None and replace[0].height:
+        _add_replace(ledger, counts, ids, replace)
     return ids, ledger, counts
 
 
@@ -179,6 +221,9 @@ def metrics_of(ledger: Ledger, counts: dict, n_images_sim: int) -> dict:
                      "r1_i2t": min(1.0, 1 / n), "r5_i2t": min(1.0, 5 / n),
                      "r1_t2i": min(1.0, 1 / n), "r5_t2i": min(1.0, 5 / n)}
     out["ci"] = {k: intervals.ratio_interval(*v) for k, v in ledger.items()}
+    for t, (gap, ci) in binding_gaps(ledger).items():
+        out.setdefault("binding_gap", {})[t] = gap
+        out["ci"][f"binding_gap.{t}"] = ci
     out["bootstrap"] = {"unit": "benchmark image", "resamples": intervals.RESAMPLES,
                         "seed": intervals.SEED, "level": intervals.LEVEL}
     return out
@@ -186,10 +231,11 @@ def metrics_of(ledger: Ledger, counts: dict, n_images_sim: int) -> dict:
 
 def binding_metrics(items: pl.DataFrame, probes: pl.DataFrame, s_true: np.ndarray, s_neg: np.ndarray,
                     s_cf: np.ndarray, p_true: np.ndarray, p_false: np.ndarray, sim: np.ndarray,
-                    scenes: pl.DataFrame | None = None) -> dict:
-    """All metrics. Score arrays are aligned with the rows of `items` / `probes`; `sim` is the
-    image x caption similarity of the benchmark images (row i = image i, column i its caption)."""
-    _, ledger, counts = binding_ledger(items, probes, s_true, s_neg, s_cf, p_true, p_false, sim, scenes)
+                    scenes: pl.DataFrame | None = None, replace: Replace | None = None) -> dict:
+    """All metrics. Score arrays are aligned with the rows of `items` / `probes` (`replace`: its table's
+    rows); `sim` is the image x caption similarity of the benchmark images (row i = image i, column i
+    its caption)."""
+    _, ledger, counts = binding_ledger(items, probes, s_true, s_neg, s_cf, p_true, p_false, sim, scenes, replace)
     return metrics_of(ledger, counts, sim.shape[0])
 
 

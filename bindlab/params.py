@@ -229,8 +229,7 @@ class Train(_Strict):
 
 
 class Study(_Strict):
-    """The study as a whole: which seeds every variant is trained with, and the thresholds
-    the findings report uses to state a verdict from the numbers (bindlab/report.py)."""
+    """The study: the seeds of every variant, and the thresholds of the report's verdicts (bindlab/findings.py)."""
     seeds: list[int] = Field(default=[0], min_length=1)   # dvc.yaml trains each variant once per seed
     ideal: str = "ideal"                  # the variant with the ideal data properties (findings 1-3, 5, 6)
     # finding 7 is judged on this run: the ideal data trained longer than the comparisons' shared budget
@@ -242,6 +241,7 @@ class Study(_Strict):
     metric: str = "i2t_pairwise"
     min_effect: float = Field(default=0.05, gt=0, lt=1)   # smallest difference called an effect
     near_perfect: float = Field(default=0.95, gt=0, le=1)  # "almost perfect binding" (finding 7)
+    sees: float = Field(default=0.95, gt=0, le=1)   # a type counts as seen at this replace i2t pairwise
 
     @field_validator("seeds")
     @classmethod

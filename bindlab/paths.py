@@ -44,6 +44,11 @@ class DataPaths:
         """train.tsv, eval.json and plots of one training run."""
         return self.root / "metrics" / variant / f"seed{seed}"
 
+    def chance(self, seed: int) -> Path:
+        """The measured chance level of a seed, shared by every variant (`bindlab chance`). Not under
+        metrics/, whose folders are variants."""
+        return self.root / "chance" / f"seed{seed}.json"
+
     @property
     def report(self) -> Path:
         return self.root / "report"

@@ -15,8 +15,8 @@ import polars as pl
 from bindlab import intervals, timing
 from bindlab.contracts import read_curve, read_eval, read_per_image
 from bindlab.errors import StageError
-from bindlab.findings import (FINDINGS, Numbers, chance_of, comparisons, curve_note, finding_metric,
-                              own_format_probe, variant_point, verdict)
+from bindlab.findings import (FINDINGS, Numbers, chance_of, comparisons, finding_metric, judged_run, last_fifth,
+                              sight, sight_note, variant_point, verdict)
 from bindlab.io import atomic_path, together, write_json
 from bindlab.params import Params
 from bindlab.paths import DataPaths
@@ -74,6 +74,38 @@ def load_curves(params: Params, paths: DataPaths, runs: dict) -> list[dict]:
     return out
 
 
+# --- shown beside the verdicts (not used by them) -------------------------------------------------
+
+def own_format_probe(numbers: Numbers, line: list[dict]) -> list[dict]:
+    """Finding 1's format check: each density variant's probe at its own density k (`probe_by_k.k`: one
+    object, k named attributes, wrongly bound in the false phrase), k >= 1. The benchmark's captions are
+    full descriptions, outside the low densities' training format; the probe names as many attributes
+    per object as the variant's own captions. Shown beside the verdict, not used by it; a run whose
+    benchmark has no probe naming k attributes has no such column and is left out."""
+    points = []
+    for p in line:
+        k, v = p["x"], p["variant"]
+        key = f"probe_by_k.{int(k)}"
+        if k < 1 or k != int(k) or not numbers.has(v, key):
+            continue
+        e = numbers.get(v, key)
+        points.append({"variant": v, "x": k, "mean": e.point, "lo": e.lo, "hi": e.hi})
+    return points
+
+
+def curve_note(curve: dict, metric: str) -> str:
+    """How the judged run ended: the metric over the last fifth of its steps, and its training loss
+    there (near zero: the in-batch task is solved)."""
+    since, last = last_fifth(curve["points"])
+    text = f"its curve (seed {curve['seed']}): {metric} "
+    if since is not last:
+        text += f"{since[metric]:.3f} at step {since['step']} -> "
+    text += f"{last[metric]:.3f} at step {last['step']}"
+    if metric != "i2t_strict" and "i2t_strict" in last:
+        text += f" (i2t_strict {last['i2t_strict']:.3f})"
+    return text + (f", training loss {last['loss']:.3f}" if last.get("loss") is not None else "")
+
+
 def _point(p: dict) -> dict:
     return {k: p[k] for k in ("variant", "x", "mean", "sd", "lo", "hi", "values", "seeds")}
 
@@ -105,6 +137,11 @@ def build(params: Params, paths: DataPaths) -> dict:
             entry["why"] += "".join(f"; {curve_note(c, metric)}" for c in entry["curves"] if metric in c["points"][-1])
         if f.kind == "peak" and lines:
             entry["own_format_probe"] = own_format_probe(numbers, lines[0])
+        # perception beside binding for the variants the finding compares (runs with replace items)
+        compared = [judged_run(params, numbers)] if f.kind == "ideal" else [p["variant"] for ln in lines for p in ln]
+        table = sight(numbers, [n for n in compared if n in numbers.tables])
+        if table:
+            entry["sight"], entry["sight_note"] = table, sight_note(table, params.study.sees)
         if params.study.ideal in runs:
             entry["ideal_reference"] = _point(variant_point(numbers, params.study.ideal, metric))
         out["findings"].append(entry)

@@ -103,6 +103,53 @@ def _curve_plot(ax, params: Params, curves: list[dict], chance: float) -> None:
     ax.legend(fontsize=7)
 
 
+def _sight_curve_plot(params: Params, curves: list[dict]) -> str | None:
+    """PNG data URI: perception (replace, solid) and binding (swap, dashed) i2t pairwise per type against
+    samples seen, for finding 7's run (its first seed's curve); None when its points lack them."""
+    c = curves[0] if curves else None
+    if c is None or not all("by_replace" in p and "by_swap" in p for p in c["points"]):
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [p["samples"] / 1000 for p in c["points"]]
+    fig, ax = plt.subplots(figsize=(10.4, 3.4))
+    for i, t in enumerate(sorted({t for p in c["points"] for t in p["by_replace"]})):
+        for group, style in (("by_replace", "-o"), ("by_swap", "--s")):
+            ax.plot(xs, [p[group].get(t, np.nan) for p in c["points"]], style, ms=3, color=f"C{i % 10}",
+                    label=t if group == "by_replace" else None)
+    ax.plot([], [], "k-", label="replace (perception)")
+    ax.plot([], [], "k--", label="swap (binding)")
+    ax.axhline(params.study.sees, color="tab:green", ls=":", lw=1, label="sees (study.sees)")
+    ax.axhline(0.5, color="k", ls="--", lw=1, label="chance")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("i2t_pairwise", fontsize=8)
+    ax.set_xlabel(f"thousands of samples seen ({c['variant']} seed {c['seed']}, batch {c['batch_size']})")
+    ax.set_title("perception and binding per type against training", fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    return png_uri(figure_png(fig, dpi=90))
+
+
+def _sight_rows(table: dict, bar: float) -> str:
+    """Perception beside binding per compared variant and type: replace / swap i2t pairwise / their gap
+    with its paired 95% interval; red where the variant does not see the type."""
+    types = sorted({t for rows in table.values() for t in rows})
+
+    def cell(row: dict | None) -> str:
+        if row is None:
+            return "<td>-</td>"
+        (r, *_), (s, *_), (g, lo, hi) = row["replace"], row["swap"], row["gap"]
+        cls = ' class="not"' if r < bar else ""
+        return f"<td{cls}>{r:.3f} / {s:.3f} / {g:+.3f} [{lo:+.3f}, {hi:+.3f}]</td>"
+    body = "".join(f"<tr><td>{html.escape(v)}</td>{''.join(cell(rows.get(t)) for t in types)}</tr>"
+                   for v, rows in table.items())
+    return (f'<p class="small">Perception beside binding, per type: replace / swap i2t pairwise / gap = replace '
+            f"- swap [95% interval, paired]; red: not seen (replace below study.sees = {bar}).</p><table><tr>"
+            f"<th>variant</th>{''.join(f'<th>{html.escape(t)}</th>' for t in types)}</tr>{body}</table>")
+
+
 def _ci_text(mean: float, lo, hi) -> str:
     return f"{mean:.3f}" + ("" if lo is None else f" [{lo:.3f}, {hi:.3f}]")
 
@@ -165,9 +212,11 @@ def markdown(result: dict, minutes: float | None = None, checkpoint_seconds: dic
              f"`study.min_effect` = {result['min_effect']}. Chance: pairwise 0.5, strict "
              f"{result['chance']['i2t_strict_computed']:.3f} computed"
              + (f", {strict:.3f} measured on the untrained model." if strict is not None else "."), "",
+             SWAP_AND_REPLACE, "",
              "| # | finding | verdict | effect [95% CI] | the numbers | to resolve |", "|---|---|---|---|---|---|"]
     for f in result["findings"]:
         why = f["why"] + (" | " + _own_format_text(f["own_format_probe"]) if f.get("own_format_probe") else "")
+        why += f" | {f['sight_note']}" if f.get("sight_note") else ""
         lines.append(f"| {f['number']} | {f['title']} | **{f['verdict']}** | {_effect_cell(f)} | {why} "
                      f"| {f.get('resolve', '')} |")
     curves = result["findings"][-1].get("curves") or []
@@ -181,6 +230,14 @@ def markdown(result: dict, minutes: float | None = None, checkpoint_seconds: dic
         lines += ["", f"Missing runs (not in the report): {', '.join(result['missing_runs'])}."]
     return "\n".join(lines) + "\n"
 
+
+# how to read a binding verdict: what a swap and a replace negative measure (the summary and the page)
+SWAP_AND_REPLACE = (
+    "A swap negative exchanges one type's values between two objects: the words stay the same, so only a "
+    "model that binds each value to its object rejects it (binding). A replace negative gives one object a "
+    "value no object in the image has: the words change, so a model that sees the type rejects it without "
+    "binding (perception); replace - swap is the binding gap, and a binding verdict on a type a variant does "
+    "not see (replace below `study.sees`) measures its eye.")
 
 HOW_TO_READ = (
     "<div class='howto'><b>How to read this.</b> Each finding compares variants that differ only in its "
@@ -199,13 +256,14 @@ HOW_TO_READ = (
     "lies within &plusmn;{m}; the finding is <b>partly reproduced</b> when one half is. Chance: 0.5 for pairwise metrics and the probe (exact: a tie counts 1/2); strict binding's "
     "'1/(negatives+1)' assumes exchangeable scores, so the untrained model (the run's initialisation) is "
     "scored as well and shown as the measured chance. Finding 4 is judged on the items that involve the "
-    "least salient object: the one a salient-first caption never names.</div>")
+    "least salient object: the one a salient-first caption never names. {swap_and_replace}</div>")
 
 
 def html_page(params: Params, result: dict) -> str:
     numbers = result["_numbers"]
     parts = [f"<h1>bindlab: the findings</h1><p>{markdown_to_html_intro(result)}</p>",
-             HOW_TO_READ.format(resamples=intervals.RESAMPLES, m=params.study.min_effect),
+             HOW_TO_READ.format(resamples=intervals.RESAMPLES, m=params.study.min_effect,
+                                swap_and_replace=html.escape(SWAP_AND_REPLACE).replace("`", "")),
              '<p class="small">Variant names link to their data audit pages; '
              '<a href="../audit/index.html">audit overview</a>.</p>']
     summary = "".join(
@@ -220,11 +278,17 @@ def html_page(params: Params, result: dict) -> str:
                      f"<p><b>The paper's claim:</b> <i>{html.escape(f['claim'])}</i></p>"
                      f"<p class=\"small\">metric <code>{html.escape(f['metric'])}</code>, chance {f['chance']:.3f}</p>"
                      f"<p class=\"{f['verdict'].split()[0]}\"><b>{f['verdict']}</b>: {html.escape(f['why'])}{resolve}</p>")
+        if f.get("sight_note"):
+            parts.append(f"<p class=\"small\">Perception: {html.escape(f['sight_note'])}.</p>")
         if f.get("own_format_probe"):
             parts.append(f"<p class=\"small\">{html.escape(_own_format_text(f['own_format_probe']))}. The benchmark's "
                          "captions are full descriptions, outside the format of the low densities' training captions; "
                          "the probe names as many attributes per object as their own captions.</p>")
         parts.append(f'<img src="{_plot(params, spec, lines, f)}" alt="{html.escape(f["title"])}">')
+        if spec.kind == "ideal" and (uri := _sight_curve_plot(params, f.get("curves") or [])):
+            parts.append(f'<img src="{uri}" alt="perception and binding per type against training">')
+        if f.get("sight"):
+            parts.append(_sight_rows(f["sight"], params.study.sees))
         if spec.kind == "ideal":
             parts.append(_variant_rows(sorted(numbers.tables), numbers))
             parts += [_curve_rows(c) for c in f.get("curves") or []]

@@ -23,7 +23,8 @@ import polars as pl
 from bindlab.params import Params, Variant
 from bindlab.stats import allowed_words, bag_of_words, words_outside
 
-BENCHMARK_PARTS = ("scenes", "images", "items", "probes", "counterfactual")  # what benchmark_suite checks
+BENCHMARK_PARTS = ("scenes", "images", "items", "probes", "counterfactual", "replace",
+                   "replace_counterfactual")  # what benchmark_suite checks
 
 
 @dataclass
@@ -240,29 +241,61 @@ def scene_suite(params: Params, name: str, scenes: pl.DataFrame, objects: dict[i
     return s
 
 
+def _replace_facts(params: Params, scenes: pl.DataFrame, items: pl.DataFrame, replace: pl.DataFrame) -> pl.DataFrame:
+    """The replace items with 0/1 facts from the scene table and the swap items: the new value is one of
+    its type's and no object of the image has it; the negative (the counterfactual scene's caption)
+    differs from the true caption in exactly one word, inside object `obj`'s phrase, where it replaces
+    that object's value of `type` by `value`; the caption is the one of the image's swap items."""
+    keys = [*params.vocab.attribute_types, "shape"]
+    known = {(t, v) for t, values in [*params.vocab.attributes.items(), ("shape", params.vocab.shapes)] for v in values}
+    objs = scenes.select("scene_id", pl.col("obj").cast(pl.Int64), *keys)
+    values = {(r["scene_id"], r["obj"]): r for r in objs.iter_rows(named=True)}
+    present = {(r["scene_id"], t, r[t]) for r in values.values() for t in keys}
+    captions = dict(items.group_by("scene_id").agg(pl.col("caption").first()).iter_rows())
+    prefix = len(params.captions.templates[0].split("{objects}")[0].split())
+    rows = []
+    for r in replace.iter_rows(named=True):
+        old, new = r["caption"].split(), r["negative"].split()
+        at = [i for i, (a, b) in enumerate(zip(old, new)) if a != b] if len(old) == len(new) else []
+        scene_value = values.get((r["scene_id"], r["obj"]), {}).get(r["type"])
+        one = len(at) == 1 and old[prefix:at[0]].count("and") == r["obj"] and old[at[0]] == scene_value \
+            and new[at[0]] == r["value"]
+        rows.append({"value_known": (r["type"], r["value"]) in known,
+                     "value_absent": (r["scene_id"], r["type"], r["value"]) not in present,
+                     "one_object_changed": one,
+                     "caption_as_items": captions.get(r["scene_id"], r["caption"]) == r["caption"]})
+    facts = pl.DataFrame(rows, schema={c: pl.Boolean for c in
+                                       ("value_known", "value_absent", "one_object_changed", "caption_as_items")})
+    return pl.concat([replace, facts.cast(pl.Int8)], how="horizontal")
+
+
 def benchmark_suite(params: Params, bench: dict) -> Suite:
-    """The benchmark's scenes, swap items and probes; `bench`: the benchmark folder as
+    """The benchmark's scenes, swap and replace items and probes; `bench`: the benchmark folder as
     contracts.read_benchmark reads it, with every part (BENCHMARK_PARTS)."""
     spec = params.benchmark
     scenes, n_images, n_cf = bench["scenes"], len(bench["images"]), len(bench["counterfactual"])
+    keys = [*params.vocab.attribute_types, "shape"]
     s = scene_suite(params, "benchmark", scenes, spec.objects, spec.n, n_images, training=False)
 
     allowed = allowed_words(params)
     k = spec.density or len(params.vocab.attribute_types)
     template_words = len(params.captions.templates[0].replace("{objects}", " ").split())
     n_obj = pl.col("n_objects").cast(pl.Int64)
-    items = bench["items"].with_columns(
+    common = (
         # every object phrase names benchmark.density attribute types: 'a', k values, the shape
         (pl.col("caption").str.split(" ").list.len() == template_words + n_obj * (k + 2) + n_obj - 1)
         .cast(pl.Int8).alias("declared_density"),
         (pl.col("caption") != pl.col("negative")).cast(pl.Int8).alias("negative_differs"),
-        (bag_of_words(pl.col("caption")) == bag_of_words(pl.col("negative"))).cast(pl.Int8).alias("same_words"),
         (words_outside(pl.col("caption"), allowed) + words_outside(pl.col("negative"), allowed)).alias("oov_words"))
+    items = bench["items"].with_columns(
+        *common,
+        (bag_of_words(pl.col("caption")) == bag_of_words(pl.col("negative"))).cast(pl.Int8).alias("same_words"))
+    replace = _replace_facts(params, scenes, bench["items"], bench["replace"]).with_columns(*common)
     probes = bench["probes"].with_columns(
         (pl.col("true_caption") != pl.col("false_caption")).cast(pl.Int8).alias("false_differs"),
         (words_outside(pl.col("true_caption"), allowed) + words_outside(pl.col("false_caption"), allowed))
         .alias("oov_words"))
-    s.tables |= {"items": items, "probes": probes}
+    s.tables |= {"items": items, "replace": replace, "probes": probes}
     s.not_null("items", *items.columns)
     s.add("items", "ExpectColumnValuesToBeUnique", "", column="item_id")
     s.add("items", "ExpectTableRowCountToEqual", "one counterfactual image per item", value=n_cf)
@@ -280,6 +313,25 @@ def benchmark_suite(params: Params, bench: dict) -> Suite:
     s.always("items", "negative_differs", "a negative never equals its true caption")
     s.always("items", "same_words", "a negative has the true caption's bag of words")
     s.between("items", "oov_words", 0, 0, "vocabulary closed")
+    r = "replace"
+    s.not_null(r, *replace.columns)
+    s.add(r, "ExpectColumnValuesToBeUnique", "", column="item_id")
+    s.add(r, "ExpectTableRowCountToEqual", "one counterfactual image per replace item",
+          value=len(bench["replace_counterfactual"]))
+    s.between(r, "scene_id", 0, n_images - 1, "every replace item's image exists")
+    s.add(r, "ExpectColumnValuesToBeInSet", "replace an attribute type or the shape", column="type", value_set=keys)
+    s.add(r, "ExpectColumnDistinctValuesToContainSet", "every attribute type and the shape is replaced",
+          column="type", value_set=keys)
+    s.always(r, "value_known", "vocabulary closed: the new value is one of its type's values")
+    s.always(r, "value_absent", "the new value is absent from the image: no object has it")
+    s.always(r, "one_object_changed", "the negative changes exactly one word: object obj's value of type, to value")
+    s.always(r, "caption_as_items", "the true caption is the one the image's swap items carry")
+    s.always(r, "declared_density", f"every object phrase names benchmark.density = {k} attribute types")
+    s.between(r, "obj", 0, None)
+    s.add(r, "ExpectColumnPairValuesAToBeGreaterThanB", "the changed object exists", column_A="n_objects",
+          column_B="obj")
+    s.always(r, "negative_differs", "a negative never equals its true caption")
+    s.between(r, "oov_words", 0, 0, "vocabulary closed")
     s.not_null("probes", *probes.columns)
     s.add("probes", "ExpectColumnValuesToBeUnique", "", column="probe_id")
     s.between("probes", "scene_id", 0, n_images - 1, "every probe's image exists")

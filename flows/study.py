@@ -39,7 +39,8 @@ from tasks import dvc as dvc_sync
 from tasks.pipeline import Stage, pipeline, select
 
 Runner = Literal["processes", "threads", "dask"]
-RETRY = {"render": 1, "benchmark": 1, "train": 1, "evaluate": 1}  # dvc.yaml stage -> retries (transient failures)
+# dvc.yaml stage -> retries (transient failures)
+RETRY = {"render": 1, "benchmark": 1, "train": 1, "chance": 1, "evaluate": 1}
 
 
 SLOT = "bindlab-project"   # the global concurrency limit every writing run holds (limit 1)

@@ -18,8 +18,8 @@ from tasks.pipeline import pipeline, select, stage_env
 def dvc_targets(root: Path, profile: str) -> list[str]:
     """The stages `dvc exp run -S profile=PROFILE` is given as targets: those of the profile's
     run_variants (every seed) and every shared stage that needs nothing else (the scene sets they
-    train on, the benchmark, and their validation: DVC would skip `validate_*`, upstream of no
-    variant stage); none (every stage) without run_variants. The report and the cross-variant pages
+    train on, the benchmark, the chance level of each seed, and their validation: DVC would skip
+    `validate_*`, upstream of no variant stage); none (every stage) without run_variants. The report and the cross-variant pages
     are not targets: they depend on every variant's outputs."""
     params = load_params(root / "params.yaml", profile=profile)
     if not params.run_variants:

@@ -74,6 +74,95 @@ def test_saliency_breakdown_on_a_known_tiny_benchmark():
     assert 0 <= lo <= m["i2t_pairwise"] <= hi <= 1
 
 
+def _replace_bench():
+    """The known-scores benchmark above, with replace items: scene 0 color (i2t win, t2i loss), scene 1
+    color (i2t tie, t2i win) and size (i2t win, t2i win)."""
+    replace = pl.DataFrame({"scene_id": [0, 1, 1], "type": ["color", "color", "size"]})
+    return replace, np.array([0.9, 0.5, 0.8]), np.array([0.1, 0.5, 0.2]), np.array([0.95, 0.1, 0.3])
+
+
+def test_replace_metrics_and_binding_gap_on_known_scores():
+    """Perception beside binding: replace pairwise per type with counts, binding_gap = replace - swap i2t
+    pairwise per type; every existing key (values and intervals) is the same as without replace items."""
+    items = pl.DataFrame({"scene_id": [0, 0, 1, 1, 1], "n_objects": [2, 2, 3, 3, 3],
+                          "swap": ["color", "shape", "color", "size", "texture"],
+                          "unseen": [False, False, False, True, False]})
+    s_true, s_neg = np.array([0.9, 0.5, 0.8, 0.7, 0.6]), np.array([0.1, 0.6, 0.9, 0.7, 0.1])  # 1, 0, 0, 1/2, 1
+    s_cf = np.array([0.0, 0.0, 0.9, 0.0, 0.9])
+    probes = pl.DataFrame({"scene_id": [0, 1], "n_objects": [2, 3], "k": [1, 1], "swap": ["color", "size"],
+                           "unseen": [False, False]})
+    args = (items, probes, s_true, s_neg, s_cf, np.array([0.5, 0.2]), np.array([0.4, 0.3]), np.eye(2))
+    old = binding_metrics(*args)
+    m = binding_metrics(*args, replace=_replace_bench())
+    assert {k: m[k] for k in old} | {"ci": {k: m["ci"][k] for k in old["ci"]}} == old
+    assert m["replace"] == {"i2t_pairwise": pytest.approx(2.5 / 3), "t2i_pairwise": pytest.approx(2 / 3),
+                            "n_items": 3, "n_images": 2}
+    assert m["by_replace"]["color"] == {"i2t_pairwise": 0.75, "t2i_pairwise": 0.5, "n_items": 2, "n_images": 2}
+    assert m["by_replace"]["size"] == {"i2t_pairwise": 1.0, "t2i_pairwise": 1.0, "n_items": 1, "n_images": 1}
+    # swap color won 1 of 2, size tied: gaps 0.75 - 0.5 and 1 - 0.5; no replace item of shape or texture
+    assert m["binding_gap"] == {"color": pytest.approx(0.25), "size": pytest.approx(0.5)}
+    assert set(m["ci"]) - set(old["ci"]) == {"replace.i2t_pairwise", "replace.t2i_pairwise", "binding_gap.color",
+                                             "binding_gap.size", *(f"by_replace.{t}.{k}" for t in ("color", "size")
+                                                                   for k in ("i2t_pairwise", "t2i_pairwise"))}
+    assert m["ci"]["binding_gap.size"] == [0.5, 0.5]   # one image holds both: every resample agrees
+
+
+def test_binding_gap_interval_is_the_paired_image_bootstrap():
+    """400 images, one swap and one replace item of color each; the model sees color on 90% of the images
+    and binds it on 60% (a subset of those): the gap 0.3 with the interval of the per-replicate difference
+    of both ratios on the same resampled images, tighter than the two resampled independently."""
+    from bindlab import intervals
+    n = 400
+    order = np.random.default_rng(1).permutation(n)
+    sees, binds = np.zeros(n), np.zeros(n)
+    sees[order[:360]], binds[order[:240]] = 1, 1
+    items = pl.DataFrame({"scene_id": np.arange(n), "n_objects": [2] * n, "swap": ["color"] * n, "unseen": [False] * n})
+    probes = pl.DataFrame({"scene_id": [0], "n_objects": [2], "k": [1], "swap": ["color"], "unseen": [False]})
+    replace = pl.DataFrame({"scene_id": np.arange(n), "type": ["color"] * n})
+    m = binding_metrics(items, probes, binds, 1 - binds, binds, np.ones(1), np.zeros(1), np.eye(n),
+                        replace=(replace, sees, 1 - sees, sees))
+    assert m["by_replace"]["color"]["i2t_pairwise"] == 0.9 and m["by_swap"]["color"]["i2t_pairwise"] == 0.6
+    assert m["binding_gap"]["color"] == pytest.approx(0.3)
+    lo, hi = m["ci"]["binding_gap.color"]
+    assert lo < 0.3 < hi
+    w = intervals.image_weights(n)
+    paired = intervals.replicates(sees, np.ones(n), w) - intervals.replicates(binds, np.ones(n), w)
+    assert [lo, hi] == intervals.interval(paired)
+    other = intervals.image_weights(n, seed=intervals.SEED + 1)   # the swap side on other resamples
+    unpaired = intervals.replicates(sees, np.ones(n), w) - intervals.replicates(binds, np.ones(n), other)
+    ulo, uhi = intervals.interval(unpaired)
+    assert hi - lo < 0.9 * (uhi - ulo)   # sd ratio sqrt(0.3 * 0.7 / (0.9 * 0.1 + 0.6 * 0.4)) = 0.80
+
+
+def test_score_benchmark_scores_replace_items_with_the_true_captions_features():
+    """Replace items: i2t is the image's true caption against the replaced one, t2i the true caption on
+    the image against its replace counterfactual; the pass without counterfactual images skips them."""
+    from bindlab.evaluate import score_benchmark
+
+    class Stub:   # an encoder with known features: images are their pixels, texts one-hot by word count
+        def images(self, x):
+            return np.asarray(x, np.float64).reshape(len(x), -1)
+
+        def texts(self, texts):
+            return np.eye(3)[[len(t.split()) - 1 for t in texts]]
+
+    images = np.eye(3)[[0, 1, 2]].reshape(3, 1, 3)
+    items = pl.DataFrame({"scene_id": [0, 1], "n_objects": [2, 2], "swap": ["color"] * 2, "unseen": [False] * 2,
+                          "caption": ["a", "b b"], "negative": ["c c", "d"]})
+    probes = pl.DataFrame({"scene_id": [0], "true_caption": ["a"], "false_caption": ["b b"]})
+    # scene 2 has no swap items: its true caption is encoded for the replace item alone
+    replace = pl.DataFrame({"scene_id": [0, 2], "type": ["color", "shape"], "caption": ["a", "e e e"],
+                            "negative": ["f f", "g g g"]})
+    bench = {"items": items, "probes": probes, "images": images, "counterfactual": images[[1, 0]],
+             "replace": replace, "replace_counterfactual": images[[0, 1]]}
+    sc = score_benchmark(Stub(), bench)
+    table, r_true, r_neg, r_cf = sc["replace"]
+    assert table is replace and sc["n_images_encoded"] == 3 + 2 + 2
+    assert r_true.tolist() == [1.0, 1.0] and r_neg.tolist() == [0.0, 1.0] and r_cf.tolist() == [1.0, 0.0]
+    assert score_benchmark(Stub(), bench, counterfactual=False)["replace"] is None
+    assert score_benchmark(Stub(), {k: v for k, v in bench.items() if "replace" not in k})["replace"] is None
+
+
 def test_r1_t2i_counts_columns():
     items = pl.DataFrame({"scene_id": [0, 1], "n_objects": [2, 2], "swap": ["color"] * 2, "unseen": [False] * 2})
     probes = pl.DataFrame({"scene_id": [0], "n_objects": [2], "k": [1], "swap": ["color"], "unseen": [False]})
@@ -128,6 +217,15 @@ def test_evaluate_a_run_writes_metrics_in_range_with_the_right_counts(trained):
         value = per_image[f"{key}:num"].sum() / per_image[f"{key}:den"].sum()
         assert lo <= value + 1e-12 and value <= hi + 1e-12, key
     assert r["by_saliency"]["least"]["n_items"] + r["by_saliency"]["other"]["n_items"] == items.height
+    # perception beside binding: every replace item scored, per type, and the binding gap with its interval
+    replace = pl.read_parquet(paths.benchmark / "replace.parquet")
+    assert r["replace"]["n_items"] == replace.height > 0 and set(r["by_replace"]) == set(replace["type"])
+    assert set(r["binding_gap"]) == set(r["by_replace"]) & set(r["by_swap"]) != set()
+    for t, gap in r["binding_gap"].items():
+        assert gap == pytest.approx(r["by_replace"][t]["i2t_pairwise"] - r["by_swap"][t]["i2t_pairwise"])
+        lo, hi = r["ci"][f"binding_gap.{t}"]
+        assert lo <= gap + 1e-12 and gap <= hi + 1e-12, t
+    assert per_image["replace.i2t_pairwise:den"].sum() == replace.height
     # the untrained model of the run's seed: the measured chance level of every i2t metric
     cm = r["chance_measured"]
     assert cm["seed"] == 0 and set(cm["ci"]) == {"i2t_strict", "i2t_pairwise", "probe"}
@@ -173,6 +271,9 @@ def test_curve_scores_every_snapshot_as_evaluate_would(trained, tmp_path):
         r = evaluate_stage(params, paths, checkpoint=snap, out=tmp_path / str(p["step"]), plots=False)
         for key in ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe"):
             assert p[key] == r[key] and p[f"{key}_ci"] == r["ci"][key], (p["step"], key)
+        # per type, binding (swap) and, where the benchmark has replace items, perception (replace)
+        for name in ("by_swap", "by_replace"):
+            assert p.get(name) == ({t: d["i2t_pairwise"] for t, d in r[name].items()} if name in r else None)
     before = f.read_bytes()
     curve_stage(params, paths, "ideal", 0)
     assert f.read_bytes() == before

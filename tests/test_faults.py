@@ -103,8 +103,13 @@ ARTIFACTS = [
              "false_caption", "probe_id"),
     Artifact("benchmark files", "benchmark/images.npy", ("validate --benchmark", "evaluate --variant")),
     Artifact("benchmark files", "benchmark/counterfactual.npy", ("validate --benchmark", "evaluate --variant")),
+    Artifact("benchmark files", "benchmark/replace.parquet", ("validate --benchmark",), "value", "obj"),
+    Artifact("benchmark files", "benchmark/replace_counterfactual.npy", ("validate --benchmark",)),
     Artifact("checkpoint", "models/ideal/seed0/last.pt", ("evaluate --variant", "evaluate --checkpoint", "train"),
              "model", "step", skips={("missing", "train"): "by design: without last.pt training starts at step 0"}),
+    Artifact("chance level", "chance/seed0.json", ("evaluate --variant",), "chance_measured", "eval_batch",
+             _bump("seed"), {("missing", "evaluate --variant"):
+                             "by design: without the seed's chance file evaluate measures the chance level itself"}),
     Artifact("eval.json", "metrics/ideal/seed0/eval.json", ("report",), "chance", "i2t_pairwise", _bump("seed")),
     Artifact("per-image outcomes", "metrics/ideal/seed0/per_image.parquet", ("report",), "i2t_pairwise:num",
              "i2t_pairwise:den"),
@@ -127,7 +132,8 @@ def study(tiny_study, tmp_path_factory):
     # the clean study through every reader: each contract accepts what the stages write
     for cmd in (["stats", "--variant", "ideal"], ["validate", "--variant", "ideal"],
                 ["audit", "--variant", "ideal"], ["audit", "--overview"],
-                ["train", "--variant", "ideal", "--no-progress"], ["evaluate", "--variant", "ideal"],
+                ["train", "--variant", "ideal", "--no-progress"], ["chance", "--seed", "0"],
+                ["evaluate", "--variant", "ideal"],
                 ["evaluate", "--curve", "--variant", "ideal"], ["report"]):
         assert main([*cmd, *common]) == 0, cmd
     pristine = folder / "pristine"
@@ -246,9 +252,10 @@ def test_fault(study, a, damage, reader, capsys):
 
 
 def test_documented_tables_are_the_contracts():
-    """docs/contracts.md's scene and caption tables list exactly the columns and types of bindlab/contracts.py."""
+    """docs/contracts.md's scene, caption, item and replace tables list exactly the columns and types of
+    bindlab/contracts.py."""
     import re
-    from bindlab.contracts import CAPTIONS, SCENES
+    from bindlab.contracts import CAPTIONS, ITEMS, REPLACE, SCENES
 
     def notation(dtype) -> str:
         if isinstance(dtype, pl.List):
@@ -256,11 +263,13 @@ def test_documented_tables_are_the_contracts():
         return {pl.Int8: "i8", pl.Int64: "i64", pl.Float32: "f32", pl.String: "str", pl.Boolean: "bool"}[dtype]
 
     readme = (REPO / "docs" / "contracts.md").read_text()
-    for title, schema in (("**Scene table**", SCENES), ("**Captions**", CAPTIONS)):
+    tables = (("**Scene table**", SCENES), ("**Captions**", CAPTIONS), ("`items.parquet`", ITEMS),
+              ("`replace.parquet`", REPLACE))
+    for title, schema in tables:
         section = readme[readme.index(title):]
         section = section[:section.index("\n\n", section.index("| column"))]
         documented = {}
-        for cells in re.findall(r"^\| (.+?) \| (\S+) \|", section, re.M):
+        for cells in re.findall(r"^ *\| (.+?) \| (\S+) \|", section, re.M):  # the benchmark's are indented
             for name in re.findall(r"`(\w+)`", cells[0]):
                 documented[name] = cells[1]
         assert documented == {c: notation(t) for c, t in schema.items()}, title

@@ -28,7 +28,7 @@ LAYERS = (
     ("contracts",),
     ("wording", "scenes", "model"),
     ("render", "captions", "stats", "benchmark", "train", "metrics", "suites", "findings", "audit"),
-    ("expectations", "validate", "evaluate", "report_pages", "report"),
+    ("expectations", "validate", "evaluate", "chance", "report_pages", "report"),
     ("cli",),
 )
 LAYER = {m: i for i, names in enumerate(LAYERS) for m in names}

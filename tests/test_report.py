@@ -315,6 +315,67 @@ def test_finding_7_below_almost_perfect_is_decided_by_its_curve(tmp_path):
     assert f7["verdict"] == "inconclusive" and "the interval contains 0.95" in f7["why"]
 
 
+def add_sight(paths: DataPaths, variant: str, levels: dict[str, tuple[float, float]], seed: int = 0) -> None:
+    """Per type (replace, swap) i2t pairwise levels into a run's per_image.parquet (nested wins: the images
+    a variant binds on are among those it sees, as for a model that must see a type to bind it)."""
+    f = paths.metrics(variant, seed) / "per_image.parquet"
+    cols = [pl.Series(f"by_{kind}.{t}.i2t_pairwise:{part}", wins(level, N_IMAGES) if part == "num" else np.ones(N_IMAGES))
+            for t, pair in levels.items() for kind, level in zip(("replace", "swap"), pair) for part in ("num", "den")]
+    pl.read_parquet(f).with_columns(cols).write_parquet(f)
+
+
+def test_perception_beside_binding(tmp_path):
+    """With replace items in the runs: a per-type table (replace / swap / gap) for the compared variants and
+    a note naming the variants that do not see a type (replace below study.sees); finding 7's run below
+    'almost perfect' says per type whether it falls short in seeing or in binding. Verdicts are unchanged;
+    the plot of both against training appears when the curve's points carry them."""
+    from bindlab.params import ParamsError, load_params
+    from bindlab.report import build, report_stage
+    from bindlab.report_pages import markdown
+    params, paths, params_file = setup(tmp_path, levels=dict(LEVEL, ideal_long=0.90))
+    assert params.study.sees == 0.95
+    write_curve(paths, "ideal_long", 0, {500: 0.70, 1500: 0.86, 2000: 0.885, 2500: 0.90})
+    before = by_number(build(params, paths))
+    assert "a larger model might" in before[7]["why"] and "sight" not in before[1]
+    for v in LEVEL:
+        add_sight(paths, v, {"color": (0.99, 0.97), "shade": (0.99, 0.96)})
+    add_sight(paths, "density_0", {"color": (0.99, 0.60), "shade": (0.70, 0.55)})
+    add_sight(paths, "ideal_long", {"color": (0.99, 0.80), "shade": (0.80, 0.78)})
+    result = build(params, paths)
+    f = by_number(result)
+    assert [f[i]["verdict"] for i in range(1, 8)] == [before[i]["verdict"] for i in range(1, 8)]
+    assert f[1]["effect"] == before[1]["effect"] and f[1]["ci"] == before[1]["ci"]
+    shade = f[1]["sight"]["density_0"]["shade"]
+    assert shade["replace"][0] == 0.70 and shade["swap"][0] == 0.55 and shade["gap"][0] == pytest.approx(0.15)
+    assert shade["gap"][1] < 0.15 < shade["gap"][2] and shade["gap"][2] - shade["gap"][1] < 0.05   # paired
+    assert set(f[1]["sight"]) == {p["variant"] for line in f[1]["lines"] for p in line}
+    assert f[1]["sight_note"] == ("not seen (replace i2t pairwise < study.sees 0.95; binding there measures "
+                                  "perception): density_0 shade 0.700")
+    assert f[2]["sight_note"].startswith("every compared variant sees every type")
+    assert list(f[7]["sight"]) == ["ideal_long"] and "ideal_long shade 0.800" in f[7]["sight_note"]
+    why = f[7]["why"]
+    assert "a larger model might" not in why and "will not reach it; per type, seeing (replace < 0.95): shade 0.800; " \
+        "binding (seen; replace - swap > 0.05): color +0.190 [" in why
+    assert "| not seen (replace i2t pairwise < study.sees 0.95" in markdown(result)
+    assert "A replace negative gives one object a value no object in the image has" in markdown(result)
+    report_stage(params, paths)
+    page = (paths.report / "index.html").read_text()
+    assert "Perception beside binding, per type" in page and 'class="not">0.700 / 0.550 / +0.150 [' in page
+    assert "A swap negative exchanges one type" in page and page.count("<img src=") == 7
+    points = json.loads((paths.metrics("ideal_long", 0) / "curve.json").read_text())
+    for p in points["points"]:
+        p["by_replace"], p["by_swap"] = {"color": 0.99, "shade": 0.8}, {"color": p["i2t_pairwise"], "shade": 0.7}
+    (paths.metrics("ideal_long", 0) / "curve.json").write_text(json.dumps(points))
+    report_stage(params, paths)
+    page = (paths.report / "index.html").read_text()
+    assert page.count("<img src=") == 8 and "perception and binding per type against training" in page
+    raw = tiny_params_dict()
+    raw["study"]["sees"] = 1.5
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(ParamsError, match="study.sees"):
+        load_params(write_params(tmp_path / "bad", raw))
+
+
 def _without(tmp_path: Path, variant: str) -> Path:
     """A copy of the metrics without one variant's runs."""
     import shutil

@@ -24,7 +24,7 @@ def edit_params(folder, change) -> None:
 def test_dvc_study_end_to_end(dvc_study, tmp_path):
     names = dvc_study["names"]
     assert {"sample@train", "render@train", "benchmark", "captions@ideal", "validate@one_object",
-            "train@ideal-0", "evaluate@one_object-0", "curve@ideal-0", "audit_overview", "report"} <= names
+            "train@ideal-0", "chance@0", "evaluate@one_object-0", "curve@ideal-0", "audit_overview", "report"} <= names
 
     # the first run, interrupted when training started: what finished is recorded in dvc.lock
     first = dvc_study["interrupted"]

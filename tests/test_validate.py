@@ -147,6 +147,59 @@ def test_words_outside_the_vocabulary_and_missing_images_fail(study):
     assert len(str(e.value).splitlines()) == 1
 
 
+def test_replace_item_with_a_value_present_in_the_image_fails(study, capsys):
+    """A replace negative whose new value another object of the image has (worded consistently, so only
+    the absence check can catch it): validation names replace.value_absent and leaves no passed.json."""
+    from bindlab.benchmark import replaced_scene
+    from bindlab.wording import caption_text, describe, objects_of
+    params, paths, params_file = study
+    path = paths.benchmark / "replace.parquet"
+    clean = pl.read_parquet(path)
+    objs = objects_of(pl.read_parquet(paths.benchmark / "scenes.parquet"))
+    types = list(params.vocab.attribute_types)
+    assert params.benchmark.density is None  # every caption names every type
+    rows = clean.to_dicts()
+    i, present = next((i, o[r["type"]]) for i, r in enumerate(rows) for o in objs[r["scene_id"]]
+                      if o[r["type"]] != objs[r["scene_id"]][r["obj"]][r["type"]])
+    r = rows[i]
+    cf = replaced_scene(params, objs[r["scene_id"]], r["obj"], r["type"], present)
+    r.update(value=present, negative=caption_text([describe(o, types) for o in cf], params.captions.templates[0]))
+    write_parquet(pl.DataFrame(rows, schema=clean.schema), path)
+    try:
+        code = main(["validate", "--benchmark", "--params", str(params_file), "--data", str(paths.root)])
+        err = capsys.readouterr().err
+        assert code == 2
+        assert f"replace.value_absent: expect_column_values_to_be_between expected 1 .. 1, observed 1 of {len(rows)} rows" in err
+        assert "one_object_changed" not in err  # the negative is worded as the record says
+        assert not (paths.validation("benchmark") / "passed.json").exists()
+    finally:
+        write_parquet(clean, path)
+
+
+def test_replace_files_are_read_under_contract(study, capsys):
+    """A wrong column type, and a counterfactual array one image short of the replace items: exit 2 and
+    one line naming the file and the command that regenerates it."""
+    params, paths, params_file = study
+    argv = ["validate", "--benchmark", "--params", str(params_file), "--data", str(paths.root)]
+    table, array = paths.benchmark / "replace.parquet", paths.benchmark / "replace_counterfactual.npy"
+    clean_table, clean_array = pl.read_parquet(table), np.load(array)
+    try:
+        write_parquet(clean_table.with_columns(pl.col("obj").cast(pl.Int64)), table)
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{table}: wrong column type: obj is Int64, not Int8" in err[0], err
+        assert "`bindlab benchmark`" in err[0]
+        write_parquet(clean_table, table)
+        np.save(array, clean_array[:-1])
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"{array}: holds {len(clean_array) - 1} counterfactual images (one per replace " \
+            f"item) where {len(clean_array)} are expected" in err[0], err
+    finally:
+        write_parquet(clean_table, table)
+        np.save(array, clean_array)
+
+
 def test_unbalanced_scene_table_fails(study):
     params, paths, _ = study
     scenes = pl.read_parquet(paths.scenes("train"))
