@@ -112,7 +112,7 @@ def test_the_domain_package_leaves_orchestration_outside(module):
     assert not used, f"bindlab/{module}.py imports {used}: orchestration belongs in flows/ and tasks/"
 
 
-@pytest.mark.parametrize("path", sorted(p for d in ("bindlab", "flows", "tasks", "benchmarks", "tests")
+@pytest.mark.parametrize("path", sorted(p for d in ("bindlab", "flows", "tasks", "benchmarks", "experiments", "tests")
                                          for p in (REPO / d).glob("*.py")), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_modules_stay_small(path):
     n = len(path.read_text().splitlines())
@@ -163,7 +163,7 @@ def test_dvc_code_deps_are_what_the_stage_runs(stage):
 
 def test_no_issue_numbers_in_code_or_params():
     pattern = re.compile(r"issue [0-9]", re.I)
-    files = [*(p for d in ("bindlab", "flows", "tasks", "benchmarks", "tests") for p in (REPO / d).glob("*.py")),
+    files = [*(p for d in ("bindlab", "flows", "tasks", "benchmarks", "experiments", "tests") for p in (REPO / d).glob("*.py")),
              REPO / "params.yaml", REPO / "README.md", REPO / "Makefile", REPO / "dvc.yaml"]
     hits = [f"{p.relative_to(REPO)}:{i}" for p in files
             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
