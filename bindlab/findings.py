@@ -42,7 +42,7 @@ FINDINGS = (
     Finding(3, "Caption completeness", "Captions that mention only some of the objects hurt binding.",
             ("completeness", "objects_mentioned"), "fraction of the objects mentioned (expected)", "hurts_low"),
     Finding(4, "Saliency bias", "Captions biased towards the most salient object hurt binding.",
-            ("saliency_bias",), "saliency bias", "hurts_high", "by_saliency.least.{metric}"),
+            ("saliency_bias",), "saliency bias", "hurts_high", "by_saliency.least_pair.{metric}"),
     Finding(5, "Batch size", "Scaling the batch size does not make CLIP learn reliable binding.",
             ("batch_size", "steps"), "batch size (same number of samples seen)", "no_fix"),
     Finding(6, "Hard negatives", "Adding hard negatives (attribute-swapped captions) does not make CLIP "
@@ -119,9 +119,13 @@ class Numbers:
         return [float(t[f"{key}:num"].sum() / t[f"{key}:den"].sum()) for _, t in sorted(self.tables[variant].items())]
 
 
+LEAST_SEEN = "replace_least.i2t_pairwise"   # perception on the least salient objects, beside finding 4
+
+
 def finding_metric(params: Params, finding: Finding) -> str:
-    """The eval.json key a finding is judged on: study.metric, for finding 4 restricted to the
-    items (or probes) that involve the least salient object, the one a salient-first caption leaves out."""
+    """The eval.json key a finding is judged on: study.metric, for finding 4 restricted to the swaps
+    between the two least salient objects of 3-4-object images, which a salient-first caption leaves
+    out and no salient object can give away."""
     return finding.metric.format(metric=params.study.metric)
 
 
@@ -274,6 +278,10 @@ def verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dic
     if finding.kind == "hurts_high":
         a, b = line[0], line[-1]
         why = f"{metric}: {_label(a)} {est[a['variant']].text()} vs {_label(b)} {est[b['variant']].text()}"
+        if ideal in numbers.tables and ideal not in est:  # the same items without any bias or omission
+            why += f" (no-bias reference {ideal} {numbers.get(ideal, metric).text()})"
+        seen = [f"{v} {numbers.get(v, LEAST_SEEN).text()}" for v in (a["variant"], b["variant"]) if numbers.has(v, LEAST_SEEN)]
+        why += f"; the eye on those objects ({LEAST_SEEN}): {', '.join(seen)}" if len(seen) == 2 else ""
         return _effect_verdict(params, numbers, est[a["variant"]] - est[b["variant"]], best, chance, why)
     lo_p = min(line, key=lambda p: est[p["variant"]].point)
     why = f"range from {_label(lo_p)} {est[lo_p['variant']].text()} to {_label(best_p)} {best.text()}"

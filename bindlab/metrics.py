@@ -83,8 +83,10 @@ def _add_probes(ledger: Ledger, counts: dict, key: str, img: np.ndarray, n: int,
         counts.setdefault(count_at, {})["n_probes"] = int(mask.sum())
 
 
-def _add_replace(ledger: Ledger, counts: dict, ids: np.ndarray, replace: Replace) -> None:
-    """Perception: pairwise i2t and t2i of the replace items, overall and per replaced type (no strict:
+def _add_replace(ledger: Ledger, counts: dict, ids: np.ndarray, replace: Replace,
+                 least: np.ndarray | None = None) -> None:
+    """Perception: pairwise i2t and t2i of the replace items, overall, per replaced type and (with
+    `least`, a mask over the items) on the least salient objects as `replace_least` (no strict:
     strict stays over the swap negatives, so its chance and meaning do not change)."""
     table, r_true, r_neg, r_cf = replace
     n, types = len(ids), table["type"].to_numpy()
@@ -92,6 +94,7 @@ def _add_replace(ledger: Ledger, counts: dict, ids: np.ndarray, replace: Replace
     i2t, t2i = _wins(r_true, r_neg), _wins(r_true, r_cf)
     groups = [("replace", np.ones(table.height, bool))]
     groups += [(f"by_replace.{t}", types == t) for t in sorted(set(types.tolist()))]
+    groups += [("replace_least", least)] if least is not None else []
     for at, mask in groups:
         count = _sum_by_image(img[mask], n)
         ledger[f"{at}.i2t_pairwise"] = (_sum_by_image(img[mask], n, i2t[mask]), count)
@@ -118,11 +121,23 @@ def _recall_hits(sim: np.ndarray, k: int) -> np.ndarray:
     return ((sim > diag).sum(1) < k).astype(np.float64)
 
 
+def least_replaced(replace: pl.DataFrame, scenes: pl.DataFrame) -> np.ndarray:
+    """Mask over replace items: the replaced object is the least salient of a 3-4-object image (the
+    objects finding 4's least_pair swaps: is the model's eye on them the same across variants?)."""
+    rank = {(s, o): r for s, o, r in scenes.select("scene_id", "obj", "saliency_rank").iter_rows()}
+    r = np.array([rank[(s, o)] for s, o in zip(replace["scene_id"].to_list(), replace["obj"].to_list())],
+                 dtype=np.int64).reshape(-1)
+    last = replace["n_objects"].to_numpy().astype(np.int64) - 1
+    return (r == last) & (last >= 2)
+
+
 def saliency_groups(items: pl.DataFrame, probes: pl.DataFrame, scenes: pl.DataFrame) -> tuple[dict, dict]:
     """Masks over items and over probes by the saliency rank of the objects involved:
     least  the item swaps between the image's least salient object and another / the probe names it;
     other  the complement of least (items: both swapped objects more salient than the least);
     most   the item involves / the probe names the most salient object (rank 0).
+    least_pair  the item swaps the two least salient objects of a 3-4-object image / the probe names
+           the least salient object of such an image: no salient object can give the answer away.
     `least` and `most` overlap on 2-object images, where every item involves both."""
     rank = {(s, o): r for s, o, r in scenes.select("scene_id", "obj", "saliency_rank").iter_rows()}
 
@@ -133,10 +148,12 @@ def saliency_groups(items: pl.DataFrame, probes: pl.DataFrame, scenes: pl.DataFr
     last_i = items["n_objects"].to_numpy().astype(np.int64) - 1
     ra, rb = ranks(items, "obj_a"), ranks(items, "obj_b")
     least_i = (ra == last_i) | (rb == last_i)
+    pair_i = (last_i >= 2) & (np.minimum(ra, rb) == last_i - 1) & (np.maximum(ra, rb) == last_i)
     rp = ranks(probes, "obj")
-    least_p = rp == probes["n_objects"].to_numpy().astype(np.int64) - 1
-    return ({"least": least_i, "other": ~least_i, "most": (ra == 0) | (rb == 0)},
-            {"least": least_p, "other": ~least_p, "most": rp == 0})
+    last_p = probes["n_objects"].to_numpy().astype(np.int64) - 1
+    least_p = rp == last_p
+    return ({"least": least_i, "other": ~least_i, "most": (ra == 0) | (rb == 0), "least_pair": pair_i},
+            {"least": least_p, "other": ~least_p, "most": rp == 0, "least_pair": least_p & (last_p >= 2)})
 
 
 def binding_ledger(items: pl.DataFrame, probes: pl.DataFrame, s_true: np.ndarray, s_neg: np.ndarray,
@@ -187,7 +204,7 @@ def binding_ledger(items: pl.DataFrame, probes: pl.DataFrame, s_true: np.ndarray
     for k in sorted(probes["k"].unique()):
         _add_probes(ledger, counts, f"probe_by_k.{k}", pimg, n, (probes["k"] == k).to_numpy(), pw, None)
     if replace is not None and replace[0].height:
-        _add_replace(ledger, counts, ids, replace)
+        _add_replace(ledger, counts, ids, replace, None if scenes is None else least_replaced(replace[0], scenes))
     return ids, ledger, counts
 
 

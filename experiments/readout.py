@@ -70,19 +70,20 @@ class Readout(nn.Module):
         return [head(h) for head in self.heads]
 
 
-def to_tensor(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255.0)
+def to_input(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (n, h, w, 3) -> float (n, 3, h, w) in [0, 1], on x's device."""
+    return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def accuracy(model: Readout, x: np.ndarray, y: np.ndarray, batch: int = 1024) -> np.ndarray:
+def accuracy(model: Readout, x: torch.Tensor, y: np.ndarray, batch: int = 1024) -> np.ndarray:
     """(types,) accuracy of the argmax per head."""
     right = np.zeros(y.shape[1])
     model.eval()
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            outs = model(to_tensor(x[i:i + batch]))
+            outs = model(to_input(x[i:i + batch]))
             for t, o in enumerate(outs):
-                right[t] += (o.argmax(1).numpy() == y[i:i + batch, t]).sum()
+                right[t] += (o.argmax(1).cpu().numpy() == y[i:i + batch, t]).sum()
     model.train()
     return right / len(x)
 
@@ -102,16 +103,20 @@ def run(data: Path, params_file: Path, scenes_name: str, steps: int, eval_every:
     xtr = crops(np.load(data / "images" / f"{scenes_name}.npy", mmap_mode="r"), train_scenes, side)
     xbe = crops(np.load(data / "benchmark" / "images.npy", mmap_mode="r"), bench_scenes, side)
     ytr, ybe = labels(train_scenes, vocab), labels(bench_scenes, vocab)
+    # on a GPU the crops live there (uint8, a few hundred MB at the default size); on the CPU, as they are
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    xtr, xbe = torch.from_numpy(xtr).to(device), torch.from_numpy(xbe).to(device)
+    ytr_t = torch.from_numpy(ytr).to(device)
 
-    model = Readout([len(v) for v in vocab.values()])
+    model = Readout([len(v) for v in vocab.values()]).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=steps, pct_start=0.05)
     loss_fn = nn.CrossEntropyLoss()
     curve, start = [], time.perf_counter()
     for step in range(1, steps + 1):
-        idx = rng.integers(0, len(xtr), batch)
-        outs = model(to_tensor(xtr[idx]))
-        yb = torch.from_numpy(ytr[idx])
+        idx = torch.from_numpy(rng.integers(0, len(xtr), batch)).to(device)
+        outs = model(to_input(xtr[idx]))
+        yb = ytr_t[idx]
         loss = sum(loss_fn(o, yb[:, t]) for t, o in enumerate(outs))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -127,7 +132,7 @@ def run(data: Path, params_file: Path, scenes_name: str, steps: int, eval_every:
         if out_of_time:
             break
     return {"scenes": scenes_name, "train_objects": len(xtr), "benchmark_objects": len(xbe), "crop": side,
-            "batch": batch, "seed": seed, "threads": threads, "steps_planned": steps,
+            "batch": batch, "seed": seed, "threads": threads, "device": device, "steps_planned": steps,
             "chance": {t: round(1 / len(v), 4) for t, v in vocab.items()}, "curve": curve}
 
 

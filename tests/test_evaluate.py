@@ -67,6 +67,15 @@ def test_saliency_breakdown_on_a_known_tiny_benchmark():
     assert sal["other"]["probe"] == 1.0 and sal["other"]["n_probes"] == 2
     assert sal["most"]["probe"] == 1.0 and sal["most"]["n_probes"] == 1        # scene 1 obj 1
     assert sal["least"]["i2t_strict"] == 0.0 and sal["other"]["i2t_strict"] == 1.0
+    # the two least salient objects of a 3-4-object image: scene 1's (0, 2) only, never a 2-object image
+    assert sal["least_pair"]["n_items"] == 1 and sal["least_pair"]["i2t_pairwise"] == 0.0
+    # replace items on the least salient object of a 3-4-object image: scene 1 obj 0 only (i2t win)
+    replace = pl.DataFrame({"scene_id": [0, 1, 1, 1], "obj": [1, 0, 2, 1], "n_objects": [2, 3, 3, 3],
+                            "type": ["color"] * 4})
+    m = binding_metrics(items, probes, s_true, s_neg, s_true, p_true, p_false, sim, scenes=scenes,
+                        replace=(replace, np.array([0.0, 1.0, 0.0, 0.0]), np.array([1.0, 0.0, 1.0, 1.0]),
+                                 np.zeros(4)))
+    assert m["replace_least"] == {"i2t_pairwise": 1.0, "t2i_pairwise": 1.0, "n_items": 1, "n_images": 1}
     # every number has its interval; a breakdown on one image has a degenerate one
     assert m["ci"]["by_saliency.other.i2t_pairwise"] == [1.0, 1.0]
     assert m["ci"]["by_saliency.least.i2t_pairwise"] == [0.0, 0.0]

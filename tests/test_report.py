@@ -39,7 +39,8 @@ def peak_study(raw: dict) -> dict:
 
 
 N_IMAGES = 2000
-KEYS = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "by_saliency.least.i2t_pairwise")
+KEYS = ("i2t_pairwise", "i2t_strict", "t2i_pairwise", "probe", "r1_i2t", "by_saliency.least_pair.i2t_pairwise",
+        "replace_least.i2t_pairwise")
 
 
 def wins(level: float, n: int) -> np.ndarray:
@@ -66,7 +67,7 @@ def eval_json(variant: str, seed: int, level: float, least: float) -> dict:
             **m, "chance": {"i2t_strict": 0.2, "i2t_pairwise": 0.5},
             "chance_measured": {"seed": seed, "i2t_strict": 0.09, "i2t_pairwise": 0.5, "probe": 0.5},
             "by_swap": {"color": m}, "by_n_objects": {"2": m}, "seen": m, "unseen": m,
-            "by_saliency": {"least": {"i2t_pairwise": least}}, "probe_by_k": {"1": level},
+            "by_saliency": {"least_pair": {"i2t_pairwise": least}}, "probe_by_k": {"1": level},
             "ci": {k: [level - 0.02, level + 0.02] for k in m}, "bootstrap": {"resamples": 1000}}
 
 
@@ -121,9 +122,11 @@ def test_every_finding_reproduced_from_numbers(tmp_path):
     assert f[2]["effect"] == pytest.approx(0.17, abs=1e-9)
     # saliency at equal completeness, judged on the least salient objects: completeness_50 (bias 0)
     # 0.66 -> saliency_100 0.52
-    assert f[4]["metric"] == "by_saliency.least.i2t_pairwise"
+    assert f[4]["metric"] == "by_saliency.least_pair.i2t_pairwise"
     assert [p["variant"] for p in f[4]["lines"][0]] == ["completeness_50", "saliency_50", "saliency_100"]
     assert f[4]["effect"] == pytest.approx(0.14, abs=1e-9)
+    assert "no-bias reference ideal" in f[4]["why"]   # the ideal on the same items
+    assert "the eye on those objects (replace_least.i2t_pairwise): completeness_50 " in f[4]["why"]
     # batch: a line on ideal data and one on degraded (completeness 0.5) data; no fix on the degraded one
     assert sorted(len(line) for line in f[5]["lines"]) == [3, 3]
     assert "gap ideal - completeness_50_batch_256" in f[5]["why"]
