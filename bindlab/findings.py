@@ -432,7 +432,7 @@ def sight_reason(rows: dict, bar: float, m: float) -> str:
     seeing = [f"{t} {r['replace'][0]:.3f}" for t, r in rows.items() if r["replace"][0] < bar]
     binding = [f"{t} {r['gap'][0]:+.3f} [{r['gap'][1]:+.3f}, {r['gap'][2]:+.3f}]" for t, r in rows.items()
                if r["replace"][0] >= bar and r["gap"][1] > m]
-    parts = ([f"seeing (replace < {bar}): {', '.join(seeing)}"] if seeing else []) + \
+    parts = ([f"seeing (replace < {bar}; its causes measured: docs/perception.md): {', '.join(seeing)}"] if seeing else []) + \
             ([f"binding (seen; replace - swap > {m}): {', '.join(binding)}"] if binding else [])
     return "per type, " + ("; ".join(parts) if parts else f"every type is seen and no gap is clearly above {m}")
 

@@ -20,7 +20,7 @@ from bindlab.findings import (FINDINGS, Numbers, chance_of, comparisons, finding
 from bindlab.io import atomic_path, together, write_json
 from bindlab.params import Params
 from bindlab.paths import DataPaths
-from bindlab.report_pages import html_page, markdown
+from bindlab.report_pages import RANKS, html_page, markdown
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -137,6 +137,11 @@ def build(params: Params, paths: DataPaths) -> dict:
             entry["why"] += "".join(f"; {curve_note(c, metric)}" for c in entry["curves"] if metric in c["points"][-1])
         if f.kind == "peak" and lines:
             entry["own_format_probe"] = own_format_probe(numbers, lines[0])
+        if f.kind == "hurts_high" and lines:   # binding by saliency rank: where the bias acts, and where not
+            names = [p["variant"] for p in lines[0]] + [n for n in [params.study.ideal] if n in numbers.tables]
+            entry["by_rank"] = {n: {g: _point(variant_point(numbers, n, f"by_saliency.{g}.{params.study.metric}"))
+                                    for g in RANKS if numbers.has(n, f"by_saliency.{g}.{params.study.metric}")}
+                                for n in dict.fromkeys(names)}
         # perception beside binding for the variants the finding compares (runs with replace items)
         compared = [judged_run(params, numbers)] if f.kind == "ideal" else [p["variant"] for ln in lines for p in ln]
         table = sight(numbers, [n for n in compared if n in numbers.tables])

@@ -126,6 +126,9 @@ def test_every_finding_reproduced_from_numbers(tmp_path):
     assert [p["variant"] for p in f[4]["lines"][0]] == ["completeness_50", "saliency_50", "saliency_100"]
     assert f[4]["effect"] == pytest.approx(0.14, abs=1e-9)
     assert "no-bias reference ideal" in f[4]["why"]   # the ideal on the same items
+    # binding by saliency rank for the compared variants and the ideal (only least_pair is in these files)
+    assert set(f[4]["by_rank"]) == {"completeness_50", "saliency_50", "saliency_100", "ideal"}
+    assert f[4]["by_rank"]["saliency_100"]["least_pair"]["mean"] == f[4]["lines"][0][-1]["mean"]
     assert "the eye on those objects (replace_least.i2t_pairwise): completeness_50 " in f[4]["why"]
     # batch: a line on ideal data and one on degraded (completeness 0.5) data; no fix on the degraded one
     assert sorted(len(line) for line in f[5]["lines"]) == [3, 3]
@@ -146,6 +149,7 @@ def test_every_finding_reproduced_from_numbers(tmp_path):
     assert "<script" not in page and "http" not in page
     summary = (paths.report / "summary.md").read_text()
     assert "| 5 | Batch size | **reproduced** |" in summary and "95% bootstrap intervals" in summary
+    assert "One seed per variant" not in summary + page   # two seeds: the intervals resample them
 
 
 def verdicts(tmp_path, **kw) -> dict[int, dict]:
@@ -357,7 +361,7 @@ def test_perception_beside_binding(tmp_path):
     assert f[2]["sight_note"].startswith("every compared variant sees every type")
     assert list(f[7]["sight"]) == ["ideal_long"] and "ideal_long shade 0.800" in f[7]["sight_note"]
     why = f[7]["why"]
-    assert "a larger model might" not in why and "will not reach it; per type, seeing (replace < 0.95): shade 0.800; " \
+    assert "a larger model might" not in why and "will not reach it; per type, seeing (replace < 0.95; its causes measured: docs/perception.md): shade 0.800; " \
         "binding (seen; replace - swap > 0.05): color +0.190 [" in why
     assert "| not seen (replace i2t pairwise < study.sees 0.95" in markdown(result)
     assert "A replace negative gives one object a value no object in the image has" in markdown(result)
@@ -422,6 +426,8 @@ def test_readme_section_replaced(tmp_path):
     assert f"{len(params.variants) * 60 / 60:.1f} min of training in all" in text
     assert "min of training" not in (paths.report / "summary.md").read_text()
     assert "train_seconds" not in (paths.report / "details.json").read_text()
+    for f in (readme, paths.report / "summary.md", paths.report / "index.html"):   # one seed: said so
+        assert "One seed per variant: the intervals leave out the seed-to-seed spread" in f.read_text()
     # another profile's report (a quick run) leaves the default study's results in the README as they are
     readme.write_text("<!-- results:start -->\nOLD RESULTS\n<!-- results:end -->\n")
     report_stage(params.model_copy(update={"profile": "quick"}), paths, readme=readme)
