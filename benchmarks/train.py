@@ -22,6 +22,7 @@ import time
 
 import torch
 from benchmarks import common
+from bindlab.errors import StageError
 from bindlab.model import build_model, make_tokenizer, model_spec, n_parameters
 from bindlab.params import Params, load_params
 from bindlab.paths import DataPaths
@@ -64,7 +65,11 @@ def _step_worker(conn, params_file: str, data_root: str, variant: str, cand: dic
     spec = model_spec(params)
     for tower in ("vision", "text"):
         spec[tower]["block_type"] = cand.get("block", "default")
-    data = TrainData(params, DataPaths(data_root), variant, v, make_tokenizer(spec["tokenizer"]))
+    try:
+        data = TrainData(params, DataPaths(data_root), variant, v, make_tokenizer(spec["tokenizer"]))
+    except StageError as e:   # missing data: the parent reports it in one line
+        conn.send(e)
+        return
     torch.manual_seed(0)
     model = build_model(spec)
     decay = [p for p in model.parameters() if p.ndim >= 2]
@@ -111,6 +116,9 @@ def bench_train(params: Params, paths: DataPaths, n: int | None, variant: str = 
         proc.start()
         workers[label] = (proc, a)
     n_params = {label: a.recv() for label, (_, a) in workers.items()}
+    for label, answer in n_params.items():
+        if isinstance(answer, StageError):
+            raise answer
     times = {label: [] for label in workers}
     warm = {label: 0.0 for label in workers}
     for turn in range(rounds + 2):

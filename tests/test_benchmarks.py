@@ -59,3 +59,10 @@ def test_a_missing_run_ends_the_binding_benchmark_with_one_line(tmp_path, capsys
     assert binding.main(["--params", str(pf), "--data", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("python -m benchmarks.binding: error:") and "missing" in err[0]
+
+
+def test_missing_data_ends_the_training_benchmark_with_one_line(tmp_path, capfd):
+    pf = write_params(tmp_path, tiny_raw())
+    assert train.main(["--params", str(pf), "--data", str(tmp_path / "data"), "--quick"]) == 2
+    err = capfd.readouterr().err.strip().splitlines()   # the candidates' processes print nothing
+    assert len(err) == 1 and err[0].startswith("python -m benchmarks.train: error:") and "missing" in err[0]
