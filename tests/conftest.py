@@ -1,17 +1,20 @@
 """Shared fixtures. The tiny study (tests/tiny.py) is built once per session; tests that write into
 it work on a copy. Session fixtures are built on first use, so a single test file or test run alone
-builds only what it needs."""
+builds only what it needs; the from-scratch DVC studies (`dvc_study`, `made_study`) are background
+jobs (tests/background.py), started at the session's start when a collected test uses them."""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from tiny import (build_data, copy_study, digest, dvc, env, pipeline_raw, project, stale, tiny_params_dict,
-                  tiny_raw, write_params)
+from background import JOBS
+from tiny import (build_data, copy_study, digest, dvc, env, make_study, pipeline_raw, project, run, stale,
+                  tiny_params_dict, tiny_raw, write_params)
 
 
 @pytest.fixture
@@ -58,14 +61,21 @@ def tiny_study(tiny_data, tmp_path_factory) -> Path:
     yield from _unchanged(folder)
 
 
-@pytest.fixture(scope="session")
-def dvc_study(tmp_path_factory) -> dict:
+@pytest.fixture(scope="session", autouse=True)
+def background_jobs(request, tmp_path_factory):
+    """Starts the background jobs (tests/background.py) the collected tests use, so they run on the
+    spare core while the tests before them run."""
+    JOBS.start([n for item in request.session.items for n in getattr(item, "fixturenames", ())], tmp_path_factory)
+    yield JOBS
+    JOBS.finish()
+
+
+def build_dvc_study(tmp: Path) -> dict:
     """A tiny DVC project (`tiny.pipeline_raw()`) whose study `dvc repro` ran from scratch with its own
     cache: interrupted with SIGINT as training started, then run again to the end. -> the folder and
     what was seen on the way (the stage list, the interrupted run's exit status and output, the stale
-    stages after it, the second run's output, the stale stages after that). Read-only: a test that
-    edits the project works on a copy."""
-    folder = project(tmp_path_factory.mktemp("dvc_study") / "study", pipeline_raw())
+    stages after it, the second run's output, the stale stages after that)."""
+    folder = project(tmp / "study", pipeline_raw())
     names = set(dvc(folder, "stage", "list", "--name-only").stdout.split())
     p = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=folder, env=env(), text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -80,6 +90,36 @@ def dvc_study(tmp_path_factory) -> dict:
     second = dvc(folder, "repro", check=False)
     return {"folder": folder, "names": names, "interrupted": interrupted,
             "second": second, "stale": stale(folder)}
+
+
+def build_made_study(tmp: Path) -> dict:
+    """A tiny DVC project (`tiny.pipeline_raw()`, committed without dvc.lock: `origin`) and a clone of
+    it (`folder`) whose `make study` ran from scratch with a cache folder of its own (`cache`,
+    BINDLAB_DVC_CACHE). -> those, the study's output and its seconds."""
+    origin = project(tmp / "origin", pipeline_raw())
+    run(tmp, "git", "clone", "-q", str(origin), "alone")
+    t = time.monotonic()
+    out = make_study(tmp / "alone", tmp / "cache")
+    return {"origin": origin, "folder": tmp / "alone", "cache": tmp / "cache", "out": out,
+            "seconds": time.monotonic() - t}
+
+
+JOBS.register("dvc_study", build_dvc_study)
+JOBS.register("made_study", build_made_study)
+
+
+@pytest.fixture(scope="session")
+def dvc_study(background_jobs) -> dict:
+    """`build_dvc_study`'s project and record (test_study_dvc; test_reproducible compares its bytes with
+    `made_study`'s). Read-only: a test that edits the project works on a copy."""
+    return background_jobs.result("dvc_study")
+
+
+@pytest.fixture(scope="session")
+def made_study(background_jobs) -> dict:
+    """`build_made_study`'s projects, cache and record: a second fresh run for test_reproducible, and
+    test_shared_cache's lone run. Read-only: a test clones it (and may store into its cache)."""
+    return background_jobs.result("made_study")
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny import dvc, pipeline_raw, project, write_params
+from background import JOBS
+from tiny import dvc, env, pipeline_raw, project, write_params
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +143,32 @@ def test_experiment_bad_knob_fails_at_once(harness, in_folder):
     assert dvc(folder, "exp", "list", "--name-only").stdout.strip() == ""
 
 
-def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
+def smoke_profile_run(tmp: Path) -> dict:
+    """A tiny project with a `smoke` profile (run_variants ideal and density_1), its params.yaml, and
+    `python -m tasks.experiment --experiment smoke` run on it. A background job (tests/background.py):
+    the experiment is a subprocess, so it runs beside the tests before this one. DVC's Python API (the
+    targets) is left to the test, on the pytest process's main thread."""
+    import subprocess
+    import sys
+    r = pipeline_raw(variants=("ideal", "one_object", "density_1"))
+    r["profiles"]["smoke"] = {"run_variants": ["ideal", "density_1"]}
+    folder = project(tmp / "study", r)
+    before = (folder / "params.yaml").read_bytes()
+    run = subprocess.run([sys.executable, "-m", "tasks.experiment", "--experiment", "smoke"], cwd=folder,
+                         env=env(), capture_output=True, text=True)
+    return {"raw": r, "folder": folder, "before": before, "run": run}
+
+
+JOBS.register("smoke_profile", smoke_profile_run)
+
+
+@pytest.fixture
+def smoke_profile(background_jobs):
+    """`smoke_profile_run`'s outcome, waited for inside the test."""
+    return lambda: background_jobs.result("smoke_profile")
+
+
+def test_a_profiles_run_variants_are_the_targets_of_its_experiment(smoke_profile):
     """`make study PROFILE=P` (tasks.experiment --experiment P) gives `dvc exp run` the stages of P's
     run_variants (every seed) and the shared stages that need nothing else (their scene set, the
     benchmark, and the validation of both) as targets: DVC runs those, no stage of another variant;
@@ -152,10 +178,9 @@ def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
     import sys
     from bindlab.params import ParamsError
     from tasks.experiment import dvc_targets
-    r = pipeline_raw(variants=("ideal", "one_object", "density_1"))
-    r["profiles"]["smoke"] = {"run_variants": ["ideal", "density_1"]}
-    folder = project(tmp_path / "study", r)
-    targets = dvc_targets(folder, "smoke")
+    done = smoke_profile()
+    r, folder, before, run = done["raw"], done["folder"], done["before"], done["run"]
+    targets = dvc_targets(folder, "smoke")   # params.yaml is as before the run (asserted below)
     # the seed's chance level is shared by every variant of the seed, upstream of their evaluations
     shared = ("sample@train", "render@train", "validate_scenes@train", "benchmark", "validate_benchmark",
               "chance@0")
@@ -163,9 +188,6 @@ def test_a_profiles_run_variants_are_the_targets_of_its_experiment(tmp_path):
                        if n.split("@")[-1] in ("ideal", "ideal-0", "density_1", "density_1-0") or n in shared]
     assert {"captions@ideal", "train@density_1-0", "evaluate@ideal-0", "curve@ideal-0", "audit@density_1"} <= set(targets)
     assert dvc_targets(folder, "default") == []
-    before = (folder / "params.yaml").read_bytes()
-    run = subprocess.run([sys.executable, "-m", "tasks.experiment", "--experiment", "smoke"], cwd=folder,
-                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Running stage 'train@density_1-0'" in run.stdout and "Running stage 'validate_benchmark'" in run.stdout
     assert "one_object" not in run.stdout and "'report'" not in run.stdout

@@ -1,22 +1,21 @@
 """Same params -> same bytes, and a second clone restores instead of recomputing.
 
 Two fresh tiny DVC projects run the study from scratch, each with its own cache (one with `make
-study`, the other the session's `dvc_study`: `dvc repro`, interrupted as training started and run
-again): every hash in dvc.lock agrees (validation, audit, training, evaluation and report included),
-and the run-dependent records (wall-clock times, GX Data Docs) are outside the hashed outputs. A
+study`, the session's `made_study`, which is also test_shared_cache's lone run; the other the
+session's `dvc_study`: `dvc repro`, interrupted as training started and run again): every hash in
+dvc.lock agrees (validation, audit, training, evaluation and report included), and the run-dependent
+records (wall-clock times, GX Data Docs) are outside the hashed outputs. A
 second clone of the first project's commit runs `make study` with the same cache folder
 (BINDLAB_DVC_CACHE, as the Makefile sets for every clone on a machine): every stage comes from DVC's
 run-cache, and one variant's knob retrains that variant only."""
 from __future__ import annotations
 
 import re
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import yaml
-from tiny import dvc, pipeline_raw, project, run
+from tiny import dvc, make_study, run
 
 
 def hashes(folder) -> dict[tuple[str, str], str]:
@@ -24,19 +23,10 @@ def hashes(folder) -> dict[tuple[str, str], str]:
     return {(stage, o["path"]): o["md5"] for stage, s in lock.items() for o in s.get("outs", [])}
 
 
-def make_study(folder: Path, cache: Path) -> str:
-    """`make study` with this interpreter's environment as the venv (never reinstalled: -o)."""
-    venv = Path(sys.prefix)
-    r = run(folder, "make", "study", f"VENV={venv}", "-o", f"{venv}/bin/python", f"BINDLAB_DVC_CACHE={cache}")
-    return r.stdout + r.stderr
-
-
 @pytest.fixture(scope="module")
-def first(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("first")
-    folder = project(tmp / "a", pipeline_raw())
-    make_study(folder, tmp / "cache")
-    return folder, tmp / "cache"
+def first(made_study):
+    """The session's `made_study`: a clone whose `make study` ran from scratch with its own cache."""
+    return made_study["folder"], made_study["cache"]
 
 
 def test_two_fresh_runs_give_the_same_bytes(first, dvc_study):

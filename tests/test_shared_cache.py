@@ -4,7 +4,9 @@ both finish, the cache stays consistent (every object's name is the md5 of its b
 entry's names are the hashes of its content, nothing half-written is left), and both dvc.lock files
 are byte for byte what a lone run writes. A third clone, started when the first begins training,
 restores the data stages from the cache while the other two keep storing into it, then trains beside
-them; a fourth restores the whole study from that cache without running a stage.
+them; a fourth restores the whole study from that cache without running a stage. The lone run is the
+session's `made_study` (conftest.py; test_reproducible compares its bytes with another fresh run), and
+the scenario runs as a background job beside the other tests (tests/background.py).
 
 DVC adds a file to its cache by hard-linking it into place (an existing object is skipped), a `.dir`
 listing and a run-cache entry by writing a temporary file and renaming it, and each clone's repository
@@ -27,7 +29,8 @@ import pytest
 import yaml
 from dvc.stage.cache import _get_cache_hash
 from dvc.utils.serialize import load_yaml
-from tiny import env, pipeline_raw, project, run, stale
+from background import JOBS
+from tiny import env, run, stale
 
 STARTED: list[subprocess.Popen] = []
 
@@ -114,17 +117,6 @@ def wait_for(p: subprocess.Popen, log: Path, pattern: str, timeout: float = 900)
         time.sleep(0.2)
 
 
-@pytest.fixture
-def studies():
-    """Stops the studies a failed test leaves running (each is its own process group: make, dvc, stage)."""
-    yield
-    for p in STARTED:
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-            p.wait(timeout=60)
-    STARTED.clear()
-
-
 def check_clones(clones: list[Path], texts: list[str], reference: bytes, names: set[str]) -> dict:
     """Each clone ran, restored or found up to date every stage, its dvc.lock is the lone run's byte
     for byte, and DVC calls it up to date. -> how many stages each clone ran and restored."""
@@ -140,19 +132,37 @@ def check_clones(clones: list[Path], texts: list[str], reference: bytes, names: 
     return seen
 
 
-def test_concurrent_studies_share_one_cache(tmp_path, studies):
-    times = {}
-    origin = project(tmp_path / "origin", pipeline_raw(variants=("ideal",)))
+def stop_started() -> None:
+    """Stops the studies a failed run leaves running (each is its own process group: make, dvc, stage)."""
+    for p in STARTED:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+            p.wait(timeout=60)
+    STARTED.clear()
 
-    # a lone run with a cache of its own: the reference dvc.lock, committed as the project commits its own
-    t = time.monotonic()
-    alone = clone(origin, "alone")
-    text = finish(*start_study(alone, tmp_path / "cache_alone"))
-    times["alone"] = time.monotonic() - t
-    reference = (alone / "dvc.lock").read_bytes()
+
+def run_concurrent_studies(tmp: Path, made: dict) -> str:
+    """The scenario of the module's docstring, as a background job (tests/background.py): its studies
+    are subprocesses, so it runs on the spare core while other tests run; its assertions are raised in
+    the test. -> the summary line."""
+    try:
+        return share_one_cache(tmp, made)
+    finally:
+        stop_started()
+
+
+def share_one_cache(tmp: Path, made: dict) -> str:
+    # the lone run with a cache of its own (the session's `made_study`, a clone of its `origin`): the
+    # reference dvc.lock, committed in a clone of that origin as the project commits its own
+    times = {"alone": made["seconds"]}
+    text = made["out"]
+    assert "Traceback" not in text and "ERROR: " not in text, text[-4000:]
+    reference = (made["folder"] / "dvc.lock").read_bytes()
     lock = yaml.safe_load(reference)
     names = set(lock["stages"])
     assert stages_of(text)["ran"] == names
+    run(tmp, "git", "clone", "-q", str(made["origin"]), "origin")
+    origin = tmp / "origin"
     (origin / "dvc.lock").write_bytes(reference)
     run(origin, "git", "add", "dvc.lock")
     run(origin, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "dvc.lock")
@@ -161,7 +171,7 @@ def test_concurrent_studies_share_one_cache(tmp_path, studies):
     # first nothing), then runs (or restores from the run-cache) every stage and stores its outputs;
     # a third starts when the first begins training, so it restores the data stages from the cache
     # while the other two keep storing into it, and trains and evaluates beside them
-    shared = tmp_path / "cache_shared"
+    shared = tmp / "cache_shared"
     b, c, late = clone(origin, "b"), clone(origin, "c"), clone(origin, "late")
     t = time.monotonic()
     runs = [start_study(b, shared), start_study(c, shared)]
@@ -190,5 +200,18 @@ def test_concurrent_studies_share_one_cache(tmp_path, studies):
                 linked += 1
     assert linked >= len(names), linked
     assert check_cache(shared, lock) == counts
-    print(f"\nshared cache: {counts}; stages per clone {seen}; "
-          + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+    return (f"\nshared cache: {counts}; stages per clone {seen}; "
+            + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()))
+
+
+JOBS.register("concurrent_studies", run_concurrent_studies, needs=("made_study",))
+
+
+@pytest.fixture
+def concurrent_studies(background_jobs):
+    """The background job's outcome, waited for inside the test (so its assertions fail the test)."""
+    return lambda: background_jobs.result("concurrent_studies")
+
+
+def test_concurrent_studies_share_one_cache(concurrent_studies):
+    print(concurrent_studies())

@@ -8,9 +8,9 @@ works on its own copy (`copy_study`).
 - `tiny_raw`: the tiny study's params: one 300-scene set of 2-3 objects, a 60-scene benchmark, the
   variants of `VARIANTS` (each with the knobs the statistics, validation and audit tests check) and a
   tiny model; `build_data` runs the data stages on them;
-- `pipeline_raw`, `project`, `run`, `dvc`: a git + DVC project of the repository's code and dvc.yaml
-  with tiny params (every variant names its scene set, as dvc.yaml needs), and the commands that
-  drive it.
+- `pipeline_raw`, `project`, `run`, `dvc`, `make_study`: a git + DVC project of the repository's
+  code and dvc.yaml with tiny params (every variant names its scene set, as dvc.yaml needs), and the
+  commands that drive it.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -129,7 +130,10 @@ def project(folder: Path, r: dict) -> Path:
         shutil.copytree(REPO / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml", "Makefile", "README.md"):
         shutil.copy(REPO / name, folder / name)
-    shutil.copytree(REPO / ".dvc", folder / ".dvc", ignore=shutil.ignore_patterns("cache", "tmp", "site"))
+    # not config.local: `make study` there points cache.dir at the machine's shared cache, and a tiny
+    # project that used it would restore stages another test (or an earlier session) computed
+    shutil.copytree(REPO / ".dvc", folder / ".dvc",
+                    ignore=shutil.ignore_patterns("cache", "tmp", "site", "config.local"))
     write_params(folder, r)
     run(folder, "git", "init", "-q")
     run(folder, "git", "add", "-A")
@@ -137,9 +141,19 @@ def project(folder: Path, r: dict) -> Path:
     return folder
 
 
+_PINNED = threading.local()
+
+
+def pin_environ(environ: dict) -> None:
+    """Subprocesses started from this thread get `environ` (the session's start), not os.environ: a
+    study on the background thread (tests/background.py) must not see a test's monkeypatched PATH."""
+    _PINNED.environ = environ
+
+
 def env() -> dict:
     bin_dir = str(Path(sys.executable).parent)
-    return os.environ | {"PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), "DVC_NO_ANALYTICS": "1"}
+    base = getattr(_PINNED, "environ", None) or dict(os.environ)
+    return base | {"PATH": bin_dir + os.pathsep + base.get("PATH", ""), "DVC_NO_ANALYTICS": "1"}
 
 
 def run(folder: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -147,6 +161,14 @@ def run(folder: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProc
     if check and r.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return r
+
+
+def make_study(folder: Path, cache: Path) -> str:
+    """`make study` with this interpreter's environment as the venv (never reinstalled: -o) and `cache`
+    as the user-level DVC cache; -> its output."""
+    venv = Path(sys.prefix)
+    r = run(folder, "make", "study", f"VENV={venv}", "-o", f"{venv}/bin/python", f"BINDLAB_DVC_CACHE={cache}")
+    return r.stdout + r.stderr
 
 
 def dvc(folder: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
