@@ -7,6 +7,7 @@ bindlab/report_pages.py. No timestamps, so the same metrics give the same bytes.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from bindlab.paths import DataPaths
 from bindlab.report_pages import RANKS, html_page, markdown
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
+# the converged profile's reports (experiments/converged.py --report), shown beside the default study's
+CONVERGED = Path("results/converged")
+AT_LEVEL_OFF = (1, 4, 7)
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -153,6 +157,28 @@ def build(params: Params, paths: DataPaths) -> dict:
     return out | {"_numbers": numbers}
 
 
+def load_converged(folder: Path) -> dict | None:
+    """Findings 1, 4 and 7 of the converged profile's reports (full descriptions, and finding 1 with each
+    density in its own format) and the record of its run; None when it has not been run."""
+    if not (folder / "run.json").exists():
+        return None
+    rows = []
+    for name in ("full", "own_format"):
+        f = folder / name / "details.json"
+        try:
+            details = json.loads(f.read_text())
+            found = {x["number"]: x for x in details["findings"]}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise StageError(f"{f}: unreadable ({e}); write it again with `python -m experiments.converged "
+                             f"--report TARBALL`") from e
+        for n in AT_LEVEL_OFF if name == "full" else (1,):
+            x = found[n]
+            rows.append({"number": n, "title": x["title"], "format": name.replace("_", " "), "verdict": x["verdict"],
+                         "effect": x["effect"], "ci": x["ci"], "why": x["why"]})
+    record = json.loads((folder / "run.json").read_text())
+    return {"steps": record.get("steps"), "runs": record.get("runs", []), "findings": rows}
+
+
 def curve_minutes(params: Params, paths: DataPaths) -> dict | None:
     """Finding 7's run (first seed): checkpoint step -> training seconds, from its timing record."""
     record = timing.read(paths.timing(paths.metrics(params.study.ideal_long, params.study.seeds[0])))
@@ -179,8 +205,11 @@ def update_readme(readme: Path, summary: str) -> None:
         tmp.write_text(new)
 
 
-def report_stage(params: Params, paths: DataPaths, readme: str | Path | None = None) -> dict:
+def report_stage(params: Params, paths: DataPaths, readme: str | Path | None = None,
+                 converged: Path = CONVERGED) -> dict:
     result = build(params, paths)
+    if params.profile == "default":
+        result["converged"] = load_converged(converged)
     out = paths.report
     summary = markdown(result)
     page = html_page(params, result)
