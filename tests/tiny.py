@@ -126,7 +126,7 @@ def pipeline_raw(variants=("ideal", "one_object"), steps: int = 4) -> dict:
 
 def project(folder: Path, r: dict) -> Path:
     """A git + DVC project in `folder`: the repository's code, dvc.yaml and DVC config, tiny params."""
-    for name in ("bindlab", "tasks", "flows"):
+    for name in ("bindlab", "tasks", "flows", "results"):
         shutil.copytree(REPO / name, folder / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", "pyproject.toml", "Makefile", "README.md"):
         shutil.copy(REPO / name, folder / name)
