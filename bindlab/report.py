@@ -163,19 +163,20 @@ def load_converged(folder: Path) -> dict | None:
     if not (folder / "run.json").exists():
         return None
     rows = []
-    for name in ("full", "own_format"):
+    for name, numbers in (("full", AT_LEVEL_OFF), ("own_format", (1,))):
         f = folder / name / "details.json"
         try:
-            details = json.loads(f.read_text())
-            found = {x["number"]: x for x in details["findings"]}
+            found = {x["number"]: x for x in json.loads(f.read_text())["findings"]}
+            rows += [{"number": n, "title": found[n]["title"], "format": name.replace("_", " "),
+                      **{k: found[n][k] for k in ("verdict", "effect", "ci", "why")}} for n in numbers]
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise StageError(f"{f}: unreadable ({e}); write it again with `python -m experiments.converged "
+            raise StageError(f"{f}: unreadable ({e!r}); write it again with `python -m experiments.converged "
                              f"--report TARBALL`") from e
-        for n in AT_LEVEL_OFF if name == "full" else (1,):
-            x = found[n]
-            rows.append({"number": n, "title": x["title"], "format": name.replace("_", " "), "verdict": x["verdict"],
-                         "effect": x["effect"], "ci": x["ci"], "why": x["why"]})
-    record = json.loads((folder / "run.json").read_text())
+    try:
+        record = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError) as e:
+        raise StageError(f"{folder / 'run.json'}: unreadable ({e}); write it again with `python -m "
+                         f"experiments.converged --report TARBALL`") from e
     return {"steps": record.get("steps"), "runs": record.get("runs", []), "findings": rows}
 
 

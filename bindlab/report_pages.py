@@ -264,20 +264,30 @@ def markdown(result: dict, minutes: float | None = None, checkpoint_seconds: dic
     return "\n".join(lines) + "\n"
 
 
-def _converged_lines(conv: dict | None) -> list[str]:
-    """Findings 1, 4 and 7 at their level-off: the converged profile's verdicts, beside the shared budget's."""
+def _converged_intro(conv: dict | None) -> str:
+    """Findings 1, 4 and 7 at their level-off: what the converged profile's table is, or that it has not run."""
     if conv is None:
-        return ["At their level-off, findings 1, 4 and 7 are judged by the `converged` profile (docs/pipeline.md, "
+        return ("At their level-off, findings 1, 4 and 7 are judged by the `converged` profile (docs/pipeline.md, "
                 "Profiles), which has not been run for these results: the verdicts above are the shared budget's. "
-                "Runs of the same comparisons to their level-off are in docs/findings.md."]
-    lines = [f"At their level-off (profile `converged`: {conv['steps']} steps, runs {', '.join(conv['runs'])}; "
-             "results/converged/): these verdicts, not the shared budget's above, are the ones about the paper's "
-             "claims 1, 4 and 7; the table above ranks what each variant learned in the shared budget.", "",
-             "| # | finding | scored on | verdict | effect [95% CI] | the numbers |", "|---|---|---|---|---|---|"]
-    for f in conv["findings"]:
-        lines.append(f"| {f['number']} | {f['title']} | {f['format']} | **{f['verdict']}** | {_effect_cell(f)} "
-                     f"| {f['why']} |")
-    return lines
+                "Runs of the same comparisons to their level-off are in docs/findings.md.")
+    return (f"At their level-off (profile `converged`: {conv['steps']} steps, runs {', '.join(conv['runs'])}; "
+            "results/converged/): these verdicts, not the shared budget's above, are the ones about the paper's "
+            "claims 1, 4 and 7; the table above ranks what each variant learned in the shared budget.")
+
+
+CONVERGED_COLUMNS = ("#", "finding", "scored on", "verdict", "effect [95% CI]", "the numbers")
+
+
+def _converged_cells(f: dict) -> tuple[str, ...]:
+    return str(f["number"]), f["title"], f["format"], f["verdict"], _effect_cell(f), f["why"]
+
+
+def _converged_lines(conv: dict | None) -> list[str]:
+    if conv is None:
+        return [_converged_intro(conv)]
+    rows = [_converged_cells(f) for f in conv["findings"]]
+    return [_converged_intro(conv), "", "| " + " | ".join(CONVERGED_COLUMNS) + " |", "|---" * len(CONVERGED_COLUMNS) + "|",
+            *(f"| {n} | {t} | {fmt} | **{v}** | {e} | {why} |" for n, t, fmt, v, e, why in rows)]
 
 
 # how to read a binding verdict: what a swap and a replace negative measure (the summary and the page)
@@ -325,13 +335,13 @@ def html_page(params: Params, result: dict) -> str:
         f"<td>{_effect_cell(f)}</td></tr>" for f in result["findings"])
     parts.append(f"<table><tr><th>#</th><th>finding</th><th>verdict</th><th>effect [95% CI]</th></tr>{summary}</table>")
     if "converged" in result:
-        intro, *rows = _converged_lines(result["converged"])
-        parts.append(f"<p>{html.escape(intro).replace('`', '')}</p>")
-        cells = [r.strip("|").split(" | ") for r in rows[3:]]
-        parts += ["<table><tr><th>#</th><th>finding</th><th>scored on</th><th>verdict</th><th>effect [95% CI]</th>"
-                  "<th>the numbers</th></tr>" + "".join(
-                      "<tr>" + "".join(f"<td>{html.escape(c.strip().strip('*'))}</td>" for c in r) + "</tr>"
-                      for r in cells) + "</table>"] if cells else []
+        conv = result["converged"]
+        parts.append(f"<p>{html.escape(_converged_intro(conv)).replace('`', '')}</p>")
+        if conv is not None:
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in CONVERGED_COLUMNS)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in _converged_cells(f)) + "</tr>"
+                           for f in conv["findings"])
+            parts.append(f"<table><tr>{head}</tr>{body}</table>")
     for f, spec in zip(result["findings"], FINDINGS):
         lines = [[dict(p) for p in line] for line in f["lines"]]
         resolve = f"<br>To resolve: {html.escape(f['resolve'])}." if f.get("resolve") else ""
