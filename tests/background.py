@@ -59,29 +59,28 @@ class Jobs:
         self.thread = threading.Thread(target=self._work, args=(order, environ), name="spare-core", daemon=True)
         self.thread.start()
 
+    def _run(self, name: str) -> None:
+        """Run one job and keep its outcome, an exception included (handed to whoever waits for it)."""
+        try:
+            if self.cancelled:
+                raise RuntimeError(f"background job {name} not run: the session ended first")
+            fn, needs = self.specs[name]
+            self.outcomes[name] = (True, fn(self.tmp[name], *[self.result(d) for d in needs]))
+        except BaseException as e:  # noqa: BLE001
+            self.outcomes[name] = (False, e)
+        finally:
+            self.events[name].set()
+
     def _work(self, order: list[str], environ: dict) -> None:
         tiny.pin_environ(environ)
         for name in order:
-            try:
-                if self.cancelled:
-                    raise RuntimeError(f"background job {name} not run: the session ended first")
-                fn, needs = self.specs[name]
-                self.outcomes[name] = (True, fn(self.tmp[name], *[self.result(d) for d in needs]))
-            except BaseException as e:  # noqa: BLE001 - handed to whoever waits for the job
-                self.outcomes[name] = (False, e)
-            finally:
-                self.events[name].set()
+            self._run(name)
 
     def result(self, name: str):
         if name not in self.events:  # nobody collected asked for it at the start: run it here
-            fn, needs = self.specs[name]
             self.tmp[name] = self.factory.mktemp(name)
             self.events[name] = threading.Event()
-            try:
-                self.outcomes[name] = (True, fn(self.tmp[name], *[self.result(d) for d in needs]))
-            except BaseException as e:  # noqa: BLE001
-                self.outcomes[name] = (False, e)
-            self.events[name].set()
+            self._run(name)
         self.events[name].wait()
         ok, value = self.outcomes[name]
         if not ok:

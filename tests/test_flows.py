@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,8 +176,6 @@ def test_a_profiles_run_variants_are_the_targets_of_its_experiment(smoke_profile
     benchmark, and the validation of both) as targets: DVC runs those, no stage of another variant;
     the report then covers exactly them, and params.yaml is put back, so a plain `make study` is the
     default study. Without run_variants there are no targets (every stage); a bad name is one line, exit 2."""
-    import subprocess
-    import sys
     from bindlab.params import ParamsError
     from tasks.experiment import dvc_targets
     done = smoke_profile()
