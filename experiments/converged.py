@@ -1,23 +1,28 @@
-"""The `converged` profile on one GPU: dvc.yaml's stages of its run variants, side by side, without DVC.
+"""The `converged` profile without DVC: dvc.yaml's stages of its run variants, side by side.
 
 `make study PROFILE=converged` runs the profile through DVC, one 5,000-step run after another. A machine
-with a GPU but without DVC and GX (the device machine this project is lent) runs the same stage commands
-here instead: the data stages, then every training at once (each in its own process, one thread, on
-the GPU), then every scoring. Validation is not run (GX is not there): each data file's md5 is printed,
-so it can be compared with the default study's validated outputs in dvc.lock (the profile changes no
-data: its captions and images are those of the default study).
+without DVC and GX (the GPU machine this project is lent), or one that must spread the runs over several
+sittings, runs the same stage commands here instead: the data stages, then each run's training followed
+by its scoring, all runs at once (a GPU) or `--jobs` at a time (a CPU, one thread each). Validation is
+not run (GX may not be there): each data file's md5 is recorded, to compare with the default study's
+validated outputs in dvc.lock (the profile changes no data: its captions and images are the default
+study's).
 
-    python -m experiments.converged --work /tmp/converged --out OUT [--deadline 330] [--small]
+    python -m experiments.converged --work W --out OUT [--deadline 330] [--jobs N] [--resume] [--small]
 
 Runs: every variant of `run_variants` with seed 0, and SEEDED with seeds 0-2 (finding 4's comparison and
-its reference, whose seed spread the report combines with the image intervals). Each density variant
-is also scored on a benchmark whose captions name its own k types per object (`benchmark.density` k).
-Every long run is scored at each weight snapshot (its curve says whether it levelled off). A run still
-going at the deadline is stopped and scored where it got to. Writes OUT/converged.tar.gz: the metrics
-of every run, both benchmarks' scores, the logs and a record of the run. `--small`: a CPU smoke test.
+its reference, whose seed spread the report combines with the image intervals), in that order: the runs
+that decide verdicts first, more seeds last. Each density variant is also scored on a benchmark whose
+captions name its own k types per object (`benchmark.density` k). Every seed-0 run and every seed of
+finding 7's run is scored at each weight snapshot (its curve says whether it levelled off). A training
+still going at the deadline is stopped and scored where it got to, and does not count as finished.
+`--resume` keeps W: the data and the finished runs are skipped, the others resume from their last
+snapshot (training is deterministic across a resume). Writes OUT/converged.tar.gz: the metrics of every
+run, both benchmarks' scores, the logs and a record of the run (`--collect`: only that, from W as it is).
+`--small`: a smoke test of the whole path on a CPU.
 
 Then, on any machine: `python -m experiments.converged --report OUT/converged.tar.gz` writes the two
-reports (full descriptions; each density in its own format) into results/converged/.
+reports (full descriptions; each density in its own format) of the finished runs into results/converged/.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ from experiments.level_off import link_root, sh, wait_all
 PROFILE = "converged"
 SEEDED = ("ideal", "completeness_50", "saliency_100")
 SEEDS = (0, 1, 2)
+STOPPED = "stopped at the deadline"
 KEPT = ("eval.json", "per_image.parquet", "curve.json", "train.tsv", "binding.json")
 
 
@@ -70,25 +76,25 @@ def md5(path: Path) -> str:
         return hashlib.file_digest(f, "md5").hexdigest()
 
 
-def run(args) -> None:
-    t0 = time.time()
-    w = args.work
-    if w.exists():
-        shutil.rmtree(w)
-    logs = w / "logs"
-    main_p = write_params(args.params, w / "main" / "params.yaml", args.small)
-    main = w / "main" / "data"
-    params = load_params(main_p)
+def plan(params) -> tuple[list[tuple[str, int]], dict[str, int]]:
+    """The runs, in the order a machine with few cores should take them (the comparisons that decide
+    verdicts first, more seeds last), and the density variants scored in their own format."""
     variants = list(params.run_variants)
     # (density 0 names no attribute: its own format would be a benchmark of nouns, which tests no binding)
     densities = {v: int(params.variant(v).density) for v in variants if 0 < params.variant(v).density < 6}
-    runs = [(v, 0) for v in variants] + [(v, s) for v in SEEDED for s in SEEDS if s]
-    record = {"command": " ".join(sys.argv), "steps": params.variant(params.study.ideal).steps,
-              "runs": [f"{v}/seed{s}" for v, s in runs], "own_format": densities}
+    first = [v for v in SEEDED if v in variants]
+    sweep = sorted((v for v in variants if v not in first), key=lambda v: -params.variant(v).density)
+    return [(v, 0) for v in first + sweep] + [(v, s) for s in SEEDS if s for v in first], densities
 
-    # 1. data: the scene set and its images, then the benchmark, captions and chance level side by side;
-    # a benchmark in each density's own format beside them
-    logs.mkdir(parents=True)
+
+def data(args, w: Path, main_p: Path, main: Path, variants: list[str], densities: dict[str, int]) -> dict:
+    """The data stages: the scene set and its images, then the benchmark, captions and chance level side
+    by side, and a benchmark in each density's own format beside them. Kept in `w` for a resumed run."""
+    done = w / "data.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    t0, logs = time.time(), w / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
     for stage in ("sample", "render"):
         with (logs / f"{stage}.log").open("w") as log:
             rc = subprocess.run(bindlab(main_p, main, stage, "--scenes", "train"), stdout=log,
@@ -98,65 +104,150 @@ def run(args) -> None:
     procs = [("benchmark", sh(bindlab(main_p, main, "benchmark"), logs / "benchmark.log"))]
     procs += [(f"captions {v}", sh(bindlab(main_p, main, "captions", "--variant", v), logs / f"captions_{v}.log"))
               for v in variants]
-    own_roots = {}
     for v, k in densities.items():
-        root = w / f"own_{k}" / "data"
-        p = write_params(args.params, w / f"own_{k}" / "params.yaml", args.small, benchmark_density=k)
-        own_roots[v] = (p, root)
+        p, root = own_root(args, w, k)
         procs.append((f"benchmark own {k}", sh(bindlab(p, root, "benchmark"), logs / f"benchmark_own_{k}.log")))
     status = wait_all(procs, time.time() + 600)
     procs = [(f"chance {s}", sh(bindlab(main_p, main, "chance", "--seed", str(s)), logs / f"chance_{s}.log"))
              for s in SEEDS]
     status |= wait_all(procs, time.time() + 300)
-    record["data_s"] = round(time.time() - t0)
-    record["md5"] = {str(f.relative_to(main)): md5(f) for d in ("images", "captions", "scenes")
-                     for f in sorted((main / d).rglob("*")) if f.is_file() and f.suffix in (".npy", ".parquet")}
-    print(f"data: {record['data_s']} s {status}", flush=True)
+    failed = {k: v for k, v in status.items() if v != 0}
+    if failed:
+        sys.exit(f"data stages failed: {failed}; their logs are in {logs}")
+    record = {"data_s": round(time.time() - t0),
+              "md5": {str(f.relative_to(main)): md5(f) for d in ("images", "captions", "scenes")
+                      for f in sorted((main / d).rglob("*")) if f.is_file() and f.suffix in (".npy", ".parquet")}}
+    done.write_text(json.dumps(record, indent=1))
+    print(f"data: {record['data_s']} s", flush=True)
+    return record
 
-    # 2. every training at once, one thread each, until the deadline
-    t1 = time.time()
-    procs = [(f"train {v} {s}", sh(bindlab(main_p, main, "train", "--variant", v, "--seed", str(s), "--fresh",
-                                           "--unvalidated", "--no-progress", "--threads", "1"),
-                                   logs / f"train_{v}_{s}.log")) for v, s in runs]
-    status |= wait_all(procs, t1 + args.deadline)
-    record["train_s"] = round(time.time() - t1)
-    print(f"training: {record['train_s']} s", flush=True)
 
-    # 3. scores: each run at its end and at every snapshot; each density in its own format
-    t2 = time.time()
-    procs = []
-    for v, s in runs:
-        base = bindlab(main_p, main, "evaluate", "--variant", v, "--seed", str(s), "--threads", "1")
-        procs.append((f"eval {v} {s}", sh(base, logs / f"eval_{v}_{s}.log")))
-        if s == 0 or v == params.study.ideal_long:   # finding 7 has a curve per seed
-            procs.append((f"curve {v} {s}", sh(base + ["--curve"], logs / f"curve_{v}_{s}.log")))
-    for v, (p, root) in own_roots.items():
+def own_root(args, w: Path, k: int) -> tuple[Path, Path]:
+    """params.yaml and data root of the benchmark whose captions name k types per object."""
+    p = w / f"own_{k}" / "params.yaml"
+    if not p.exists():
+        write_params(args.params, p, args.small, benchmark_density=k)
+    return p, w / f"own_{k}" / "data"
+
+
+def steps_of(main_p: Path, main: Path, w: Path, args, v: str, s: int, ideal_long: str,
+             densities: dict[str, int]) -> list[tuple[str, list[str], Path]]:
+    """One run's commands, in order: its training (resumed from its last snapshot, if any), its score at
+    the end, at every snapshot (seed 0, and every seed of finding 7's run), and in its own format."""
+    logs = w / "logs"
+    out = [("train", bindlab(main_p, main, "train", "--variant", v, "--seed", str(s), "--unvalidated",
+                             "--no-progress", "--threads", "1"), logs / f"train_{v}_{s}.log")]
+    base = bindlab(main_p, main, "evaluate", "--variant", v, "--seed", str(s), "--threads", "1")
+    out.append(("eval", base, logs / f"eval_{v}_{s}.log"))
+    if s == 0 or v == ideal_long:
+        out.append(("curve", base + ["--curve"], logs / f"curve_{v}_{s}.log"))
+    if v in densities and s == 0:
+        p, root = own_root(args, w, densities[v])
         link_root(main, root, ("scenes", "images", "captions", "models"))
-        procs.append((f"eval own {v}", sh(bindlab(p, root, "evaluate", "--variant", v, "--seed", "0", "--threads", "1"),
-                                          logs / f"eval_own_{v}.log")))
-    status |= wait_all(procs, t2 + args.score_deadline)
-    record |= {"score_s": round(time.time() - t2), "wall_s": round(time.time() - t0),
-               "status": {k: str(v) for k, v in status.items()}}
+        out.append(("eval own", bindlab(p, root, "evaluate", "--variant", v, "--seed", "0", "--threads", "1"),
+                    logs / f"eval_own_{v}.log"))
+    return out
+
+
+def run_all(pipelines: dict[str, list], jobs: int, train_end: float, end: float, done_dir: Path) -> dict:
+    """Each run's commands one after another, at most `jobs` runs at once (0: all at once). A training
+    still going at `train_end` is stopped, and the run scored where it got to; anything still going at
+    `end` is stopped. A run whose commands all succeeded leaves a mark in done_dir (a resumed run skips it)."""
+    waiting = list(pipelines)
+    active: dict[str, tuple[int, str, subprocess.Popen]] = {}
+    status: dict[str, object] = {}
+
+    def stop(p: subprocess.Popen) -> None:
+        p.terminate()
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+    while waiting or active:
+        while waiting and (not jobs or len(active) < jobs) and time.time() < end:
+            name = waiting.pop(0)
+            label, cmd, log = pipelines[name][0]
+            active[name] = (0, label, sh(cmd, log))
+        if time.time() >= end:
+            for name, (_, label, p) in active.items():
+                stop(p)
+                status[f"{label} {name}"] = STOPPED
+            status |= {f"run {name}": "not started" for name in waiting}
+            break
+        for name, (i, label, p) in list(active.items()):
+            if label == "train" and p.poll() is None and time.time() >= train_end:
+                stop(p)
+                status[f"train {name}"] = STOPPED
+            if p.poll() is None:
+                continue
+            rc = status.setdefault(f"{label} {name}", p.returncode)
+            if rc not in (0, STOPPED) or i + 1 == len(pipelines[name]):
+                del active[name]
+                if all(status.get(f"{lab} {name}") == 0 for lab, _, _ in pipelines[name]):
+                    (done_dir / name.replace("/", "_")).touch()
+                print(f"{time.strftime('%H:%M:%S')} {name}: {[status.get(f'{lab} {name}') for lab, _, _ in pipelines[name]]}",
+                      flush=True)
+                continue
+            label, cmd, log = pipelines[name][i + 1]
+            active[name] = (i + 1, label, sh(cmd, log))
+        time.sleep(2)
+    return status
+
+
+def run(args) -> None:
+    w = args.work
+    if w.exists() and not args.resume:
+        shutil.rmtree(w)
+    main_p, main = w / "main" / "params.yaml", w / "main" / "data"
+    if not main_p.exists():
+        write_params(args.params, main_p, args.small)
+    params = load_params(main_p)
+    runs, densities = plan(params)
+    record = {"command": " ".join(sys.argv), "steps": params.variant(params.study.ideal).steps,
+              "runs": [f"{v}/seed{s}" for v, s in runs], "own_format": densities, "jobs": args.jobs}
+    record |= data(args, w, main_p, main, list(params.run_variants), densities)
+    previous = json.loads((w / "record.json").read_text()) if (w / "record.json").exists() else {}
+    record |= {"run_s": previous.get("run_s", 0), "status": previous.get("status", {})}
+    (w / "record.json").write_text(json.dumps(record, indent=1))   # for --collect while it runs
+
+    # every run: its training, then its scores; all at once on a GPU, --jobs at a time on a CPU
+    t1 = time.time()
+    done_dir = w / "done"
+    done_dir.mkdir(exist_ok=True)
+    todo = {f"{v}/seed{s}": steps_of(main_p, main, w, args, v, s, params.study.ideal_long, densities)
+            for v, s in runs if not (done_dir / f"{v}_seed{s}").exists()}
+    print(f"{len(runs) - len(todo)} runs done before; {len(todo)} to go, {args.jobs or 'all'} at a time", flush=True)
+    status = run_all(todo, args.jobs, t1 + args.deadline, t1 + args.deadline + args.score_deadline, done_dir)
+    record["run_s"] += round(time.time() - t1)
+    record["status"] |= {k: str(v) for k, v in status.items()}
+    collect(w, args.out, record, runs, densities)
+    print(f"{record['run_s']} s of runs in all", flush=True)
+
+
+def collect(w: Path, out: Path, record: dict, runs: list[tuple[str, int]], densities: dict[str, int]) -> None:
+    """OUT/converged.tar.gz: the record, the params, the logs and the metrics of every finished run."""
+    main = w / "main" / "data"
+    record["complete"] = sorted(f"{v}/seed{s}" for v, s in runs if (w / "done" / f"{v}_seed{s}").exists())
     for v, s in runs:
         tsv = main / "metrics" / v / f"seed{s}" / "train.tsv"
         last = tsv.read_text().splitlines()[-1].split("\t")[0] if tsv.exists() else None
         record.setdefault("last_step", {})[f"{v}/seed{s}"] = last
-    print(json.dumps(record["last_step"]), f"scores: {record['score_s']} s; {record['wall_s']} s in all", flush=True)
-
-    # 4. collect
+    print(json.dumps(record["last_step"]), flush=True)
     (w / "record.json").write_text(json.dumps(record, indent=1))
-    args.out.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(args.out / "converged.tar.gz", "w:gz") as tar:
+    out.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(out / "converged.tar.gz", "w:gz") as tar:
         tar.add(w / "record.json", "record.json")
-        tar.add(main_p, "main/params.yaml")
-        tar.add(logs, "logs")
-        for v, (p, root) in own_roots.items():
-            tar.add(p, f"{p.parent.name}/params.yaml")
-        for root, name in [(main, "main")] + [(r, p.parent.name) for p, r in own_roots.values()]:
+        tar.add(w / "main" / "params.yaml", "main/params.yaml")
+        tar.add(w / "logs", "logs")
+        for k in sorted(set(densities.values())):
+            tar.add(w / f"own_{k}" / "params.yaml", f"own_{k}/params.yaml")
+        for name in ["main"] + [f"own_{k}" for k in sorted(set(densities.values()))]:
+            root = w / name / "data"
             for f in sorted((root / "metrics").rglob("*")):
                 if f.name in KEPT:
                     tar.add(f, f"{name}/data/{f.relative_to(root)}")
-    print(f"-> {args.out / 'converged.tar.gz'}", flush=True)
+    print(f"-> {out / 'converged.tar.gz'}", flush=True)
 
 
 def report(tarball: Path, results: Path) -> None:
@@ -169,14 +260,28 @@ def report(tarball: Path, results: Path) -> None:
     with tarfile.open(tarball) as tar:
         tar.extractall(work, filter="data")
     record = json.loads((work / "record.json").read_text())
-    own = work / "own_format"
+    # only runs that reached their last step and were scored are judged; the others count as missing
+    complete = set(record.get("complete", record["runs"]))
+    for run in record["runs"]:
+        v, s = run.split("/")
+        if run not in complete:
+            for d in work.glob(f"*/data/metrics/{v}/{s}"):
+                shutil.rmtree(d)
+    variants = list(dict.fromkeys(r.split("/")[0] for r in record["runs"] if r in complete))
+    own_format = {v: k for v, k in record["own_format"].items() if v in variants}
     p = yaml.safe_load((work / "main" / "params.yaml").read_text())
+    p["profiles"][PROFILE]["run_variants"] = variants
+    (work / "main" / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+    if p["study"]["ideal"] not in variants:
+        sys.exit(f"{tarball}: the ideal run has not finished, and every finding is judged against it; "
+                 "resume the run (--resume) first")
+    own = work / "own_format"
     p["study"]["seeds"] = [0]
-    p["profiles"][PROFILE]["run_variants"] = [p["study"]["ideal"], *record["own_format"]]
+    p["profiles"][PROFILE]["run_variants"] = [p["study"]["ideal"], *own_format]
     own.mkdir()
     (own / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     shutil.copytree(work / "main" / "data" / "metrics" / p["study"]["ideal"], own / "data" / "metrics" / p["study"]["ideal"])
-    for v, k in record["own_format"].items():
+    for v, k in own_format.items():
         shutil.copytree(work / f"own_{k}" / "data" / "metrics" / v, own / "data" / "metrics" / v)
     for name, root in (("full", work / "main"), ("own_format", own)):
         rc = subprocess.run([sys.executable, "-m", "bindlab.cli", "report", "--params", str(root / "params.yaml"),
@@ -187,8 +292,8 @@ def report(tarball: Path, results: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for f in ("summary.md", "details.json"):
             shutil.copy(root / "data" / "report" / f, out / f)
-    keep = {k: record[k] for k in ("command", "steps", "runs", "own_format", "data_s", "train_s", "score_s",
-                                   "wall_s", "last_step", "md5")}
+    keep = {k: record.get(k) for k in ("command", "steps", "own_format", "jobs", "data_s", "run_s", "last_step", "md5")}
+    keep |= {"runs": [r for r in record["runs"] if r in complete], "planned": record["runs"]}
     (results / "run.json").write_text(json.dumps(keep, indent=1, sort_keys=True) + "\n")
     print(f"-> {results}")
 
@@ -199,13 +304,21 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--deadline", type=float, default=330.0, help="seconds of training after the data")
-    ap.add_argument("--score-deadline", type=float, default=150.0, help="seconds of scoring after training")
+    ap.add_argument("--score-deadline", type=float, default=150.0, help="seconds of scoring after the deadline")
+    ap.add_argument("--jobs", type=int, default=0, help="runs at once, one thread each (0: all at once, on a GPU)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep --work: skip the data and the finished runs, resume the others from their snapshots")
+    ap.add_argument("--collect", action="store_true", help="only write OUT/converged.tar.gz from --work's finished runs")
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--report", type=Path, metavar="TARBALL", help="write results/converged/ from a run's tarball")
     ap.add_argument("--results", type=Path, default=CONVERGED)
     args = ap.parse_args(argv)
     if args.report:
         report(args.report, args.results)
+    elif args.out and args.collect:
+        record = json.loads((args.work / "record.json").read_text())
+        runs = [tuple(r.split("/seed")) for r in record["runs"]]
+        collect(args.work, args.out, record, [(v, int(s)) for v, s in runs], record["own_format"])
     elif args.out:
         run(args)
     else:
