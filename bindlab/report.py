@@ -177,7 +177,9 @@ def load_converged(folder: Path) -> dict | None:
     except (OSError, ValueError) as e:
         raise StageError(f"{folder / 'run.json'}: unreadable ({e}); write it again with `python -m "
                          f"experiments.converged --report TARBALL`") from e
-    return {"steps": record.get("steps"), "runs": record.get("runs", []), "findings": rows}
+    runs = record.get("runs", [])
+    return {"steps": record.get("steps"), "runs": runs,
+            "unfinished": [r for r in record.get("planned", runs) if r not in runs], "findings": rows}
 
 
 def curve_minutes(params: Params, paths: DataPaths) -> dict | None:

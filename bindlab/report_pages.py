@@ -270,9 +270,11 @@ def _converged_intro(conv: dict | None) -> str:
         return ("At their level-off, findings 1, 4 and 7 are judged by the `converged` profile (docs/pipeline.md, "
                 "Profiles), which has not been run for these results: the verdicts above are the shared budget's. "
                 "Runs of the same comparisons to their level-off are in docs/findings.md.")
-    return (f"At their level-off (profile `converged`: {conv['steps']} steps, runs {', '.join(conv['runs'])}; "
-            "results/converged/): these verdicts, not the shared budget's above, are the ones about the paper's "
-            "claims 1, 4 and 7; the table above ranks what each variant learned in the shared budget.")
+    rest = conv.get("unfinished")
+    return (f"At their level-off (profile `converged`: {conv['steps']} steps, runs {', '.join(conv['runs'])}"
+            + (f"; not yet run: {', '.join(rest)}, so these verdicts rest on the runs above" if rest else "")
+            + "; results/converged/): these verdicts, not the shared budget's above, are the ones about the "
+            "paper's claims 1, 4 and 7; the table above ranks what each variant learned in the shared budget.")
 
 
 CONVERGED_COLUMNS = ("#", "finding", "scored on", "verdict", "effect [95% CI]", "the numbers")

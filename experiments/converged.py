@@ -83,8 +83,9 @@ def plan(params) -> tuple[list[tuple[str, int]], dict[str, int]]:
     # (density 0 names no attribute: its own format would be a benchmark of nouns, which tests no binding)
     densities = {v: int(params.variant(v).density) for v in variants if 0 < params.variant(v).density < 6}
     first = [v for v in SEEDED if v in variants]
-    sweep = sorted((v for v in variants if v not in first), key=lambda v: -params.variant(v).density)
-    return [(v, 0) for v in first + sweep] + [(v, s) for s in SEEDS if s for v in first], densities
+    sweep = sorted(densities, key=lambda v: -densities[v])   # the "too many" half first
+    rest = [v for v in variants if v not in first + sweep]
+    return [(v, 0) for v in first + sweep + rest] + [(v, s) for s in SEEDS if s for v in first], densities
 
 
 def data(args, w: Path, main_p: Path, main: Path, variants: list[str], densities: dict[str, int]) -> dict:
@@ -136,7 +137,7 @@ def steps_of(main_p: Path, main: Path, w: Path, args, v: str, s: int, ideal_long
     the end, at every snapshot (seed 0, and every seed of finding 7's run), and in its own format."""
     logs = w / "logs"
     out = [("train", bindlab(main_p, main, "train", "--variant", v, "--seed", str(s), "--unvalidated",
-                             "--no-progress", "--threads", "1"), logs / f"train_{v}_{s}.log")]
+                             "--threads", "1"), logs / f"train_{v}_{s}.log")]   # a progress line every log_every steps
     base = bindlab(main_p, main, "evaluate", "--variant", v, "--seed", str(s), "--threads", "1")
     out.append(("eval", base, logs / f"eval_{v}_{s}.log"))
     if s == 0 or v == ideal_long:
@@ -151,8 +152,8 @@ def steps_of(main_p: Path, main: Path, w: Path, args, v: str, s: int, ideal_long
 
 def run_all(pipelines: dict[str, list], jobs: int, train_end: float, end: float, done_dir: Path) -> dict:
     """Each run's commands one after another, at most `jobs` runs at once (0: all at once). A training
-    still going at `train_end` is stopped, and the run scored where it got to; anything still going at
-    `end` is stopped. A run whose commands all succeeded leaves a mark in done_dir (a resumed run skips it)."""
+    still going at `train_end` is stopped, and the run scored where it got to; a run not begun by then is
+    not started; anything still going at `end` is stopped. A run whose commands all succeeded leaves a mark in done_dir (a resumed run skips it)."""
     waiting = list(pipelines)
     active: dict[str, tuple[int, str, subprocess.Popen]] = {}
     status: dict[str, object] = {}
@@ -165,15 +166,17 @@ def run_all(pipelines: dict[str, list], jobs: int, train_end: float, end: float,
             p.kill()
 
     while waiting or active:
-        while waiting and (not jobs or len(active) < jobs) and time.time() < end:
+        while waiting and (not jobs or len(active) < jobs) and time.time() < train_end:
             name = waiting.pop(0)
             label, cmd, log = pipelines[name][0]
             active[name] = (0, label, sh(cmd, log))
+        if time.time() >= train_end and waiting:
+            status |= {f"run {name}": "not started" for name in waiting}
+            waiting = []
         if time.time() >= end:
             for name, (_, label, p) in active.items():
                 stop(p)
                 status[f"{label} {name}"] = STOPPED
-            status |= {f"run {name}": "not started" for name in waiting}
             break
         for name, (i, label, p) in list(active.items()):
             if label == "train" and p.poll() is None and time.time() >= train_end:

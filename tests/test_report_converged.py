@@ -21,7 +21,8 @@ def converged_folder(tmp_path):
         report_stage(params, paths, converged=tmp_path / "none")
         (folder / name).mkdir(parents=True)
         shutil.copy(paths.report / "details.json", folder / name / "details.json")
-    (folder / "run.json").write_text(json.dumps({"steps": 5000, "runs": ["ideal/seed0", "density_1/seed0"]}))
+    (folder / "run.json").write_text(json.dumps({"steps": 5000, "runs": ["ideal/seed0", "density_1/seed0"],
+                                                 "planned": ["ideal/seed0", "density_1/seed0", "ideal/seed1"]}))
     return folder, paths_full, paths_own
 
 
@@ -38,7 +39,8 @@ def test_the_level_off_verdicts_stand_beside_the_shared_budgets(tmp_path):
     params, paths, _ = setup(tmp_path / "default", levels=dict(LEVEL, ideal=0.90))
     report_stage(params, paths, converged=folder)
     summary = (paths.report / "summary.md").read_text()
-    assert "At their level-off (profile `converged`: 5000 steps, runs ideal/seed0, density_1/seed0" in summary
+    assert ("At their level-off (profile `converged`: 5000 steps, runs ideal/seed0, density_1/seed0; not yet "
+            "run: ideal/seed1, so these verdicts rest on the runs above;") in summary
     assert f"| 1 | Attribute density | own format | **{own[1]['verdict']}** |" in summary
     assert f"| 7 | Ideal data | full | **{full[7]['verdict']}** |" in summary
     page = (paths.report / "index.html").read_text()
