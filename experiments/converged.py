@@ -11,8 +11,8 @@ study's).
     python -m experiments.converged --work W --out OUT [--deadline 330] [--jobs N] [--resume] [--small]
 
 Runs: every variant of `run_variants` with seed 0, and SEEDED with seeds 0-2 (finding 4's comparison and
-its reference, whose seed spread the report combines with the image intervals), in that order: the runs
-that decide verdicts first, more seeds last. Each density variant is also scored on a benchmark whose
+its reference, whose seed spread the report combines with the image intervals), the runs that decide
+verdicts first (`plan`). Each density variant is also scored on a benchmark whose
 captions name its own k types per object (`benchmark.density` k). Every seed-0 run and every seed of
 finding 7's run is scored at each weight snapshot (its curve says whether it levelled off). A training
 still going at the deadline is stopped and scored where it got to, and does not count as finished.
@@ -77,15 +77,23 @@ def md5(path: Path) -> str:
 
 
 def plan(params) -> tuple[list[tuple[str, int]], dict[str, int]]:
-    """The runs, in the order a machine with few cores should take them (the comparisons that decide
-    verdicts first, more seeds last), and the density variants scored in their own format."""
+    """The runs, in the order a machine with few cores should take them, and the density variants scored
+    in their own format. First what decides verdicts: seed 0 of SEEDED (findings 4 and 7), the upper half
+    of the density sweep (finding 1's "too many" half, whose peak is near the top), then the other seeds
+    of finding 4's comparison (its effect lies near study.min_effect, within the seed spread); then the
+    rest of the sweep and the other variants, and the ideal's other seeds last."""
     variants = list(params.run_variants)
+    ideal = params.study.ideal
     # (density 0 names no attribute: its own format would be a benchmark of nouns, which tests no binding)
     densities = {v: int(params.variant(v).density) for v in variants if 0 < params.variant(v).density < 6}
-    first = [v for v in SEEDED if v in variants]
-    sweep = sorted(densities, key=lambda v: -densities[v])   # the "too many" half first
-    rest = [v for v in variants if v not in first + sweep]
-    return [(v, 0) for v in first + sweep + rest] + [(v, s) for s in SEEDS if s for v in first], densities
+    seeded = [v for v in SEEDED if v in variants]
+    sweep = sorted((v for v in variants if v not in seeded and v.startswith("density_")),
+                   key=lambda v: -params.variant(v).density)
+    top = max((params.variant(v).density for v in sweep), default=0)
+    upper = [v for v in sweep if 2 * params.variant(v).density >= top]
+    rest = [v for v in sweep if v not in upper] + [v for v in variants if v not in seeded + sweep]
+    runs = [(v, 0) for v in seeded + upper] + [(v, s) for v in seeded if v != ideal for s in SEEDS if s]
+    return runs + [(v, 0) for v in rest] + [(ideal, s) for s in SEEDS if s and ideal in seeded], densities
 
 
 def data(args, w: Path, main_p: Path, main: Path, variants: list[str], densities: dict[str, int]) -> dict:

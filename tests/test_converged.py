@@ -83,5 +83,7 @@ def test_the_runs_that_decide_verdicts_come_first(tmp_path):
     runs, densities = plan(p)
     assert runs[:3] == [(v, 0) for v in SEEDED]                                       # findings 4 and 7
     assert [v for v, _ in runs[3:6]] == ["density_5", "density_4", "density_3"]      # finding 1's top
-    assert runs[-6:] == [(v, s) for s in (1, 2) for v in SEEDED] and len(runs) == len(set(runs)) == 16
+    assert runs[6:10] == [("completeness_50", 1), ("completeness_50", 2), ("saliency_100", 1), ("saliency_100", 2)]
+    assert runs[-2:] == [("ideal", 1), ("ideal", 2)] and len(runs) == len(set(runs)) == 16
+    assert set(runs[10:14]) == {("density_2", 0), ("density_1", 0), ("density_0", 0), ("saliency_50", 0)}
     assert densities == {f"density_{k}": k for k in range(1, 6)}
