@@ -47,7 +47,7 @@ PROFILE = "converged"
 SEEDED = ("ideal", "completeness_50", "saliency_100")
 SEEDS = (0, 1, 2)
 STOPPED = "stopped at the deadline"
-KEPT = ("eval.json", "per_image.parquet", "curve.json", "train.tsv", "binding.json")
+KEPT = ("eval.json", "per_image.parquet", "curve.json", "train.tsv", "binding.json", "timing.json")
 
 
 def write_params(base: Path, out: Path, small: bool, benchmark_density: int | None = None) -> Path:
@@ -255,7 +255,7 @@ def collect(w: Path, out: Path, record: dict, runs: list[tuple[str, int]], densi
             tar.add(w / f"own_{k}" / "params.yaml", f"own_{k}/params.yaml")
         for name in ["main"] + [f"own_{k}" for k in sorted(set(densities.values()))]:
             root = w / name / "data"
-            for f in sorted((root / "metrics").rglob("*")):
+            for f in sorted((root / "metrics").rglob("*")) + sorted((root / "runs" / "metrics").rglob("timing.json")):
                 if f.name in KEPT:
                     tar.add(f, f"{name}/data/{f.relative_to(root)}")
     print(f"-> {out / 'converged.tar.gz'}", flush=True)
@@ -282,6 +282,7 @@ def report(tarball: Path, results: Path) -> None:
     own_format = {v: k for v, k in record["own_format"].items() if v in variants}
     p = yaml.safe_load((work / "main" / "params.yaml").read_text())
     p["profiles"][PROFILE]["run_variants"] = variants
+    p["study"]["seeds"] = sorted({int(r.split("/seed")[1]) for r in complete})
     (work / "main" / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
     if p["study"]["ideal"] not in variants:
         sys.exit(f"{tarball}: the ideal run has not finished, and every finding is judged against it; "
@@ -303,10 +304,31 @@ def report(tarball: Path, results: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for f in ("summary.md", "details.json"):
             shutil.copy(root / "data" / "report" / f, out / f)
-    keep = {k: record.get(k) for k in ("command", "steps", "own_format", "jobs", "data_s", "run_s", "last_step", "md5")}
-    keep |= {"runs": [r for r in record["runs"] if r in complete], "planned": record["runs"]}
+    keep = {k: record.get(k) for k in ("steps", "own_format", "jobs", "data_s", "last_step", "md5")}
+    runs = [r for r in record["runs"] if r in complete]
+    minutes = {}
+    for r in runs:
+        timing = work / "main" / "data" / "runs" / "metrics" / r / "timing.json"
+        if timing.exists():
+            minutes[r] = round(json.loads(timing.read_text())["train"]["seconds"] / 60, 1)
+    keep |= {"command": portable(record["command"]), "runs": runs, "planned": record["runs"],
+             "train_minutes": minutes}
     (results / "run.json").write_text(json.dumps(keep, indent=1, sort_keys=True) + "\n")
     print(f"-> {results}")
+
+
+def portable(command: str) -> str:
+    """The command as a user would type it, without this machine's paths (work and output folders by
+    their role, the params file by its name)."""
+    words, out = command.split()[1:], ["python", "-m", "experiments.converged"]
+    roles = {"--work": "W", "--out": "OUT"}
+    while words:
+        w = words.pop(0)
+        out.append(w)
+        if w in roles | {"--params": None} and words:
+            value = words.pop(0)
+            out.append(roles.get(w) or Path(value).name)
+    return " ".join(out)
 
 
 def main(argv=None) -> None:

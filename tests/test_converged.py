@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from bindlab.params import ParamsError, load_params
-from experiments.converged import PROFILE, SEEDED, SEEDS, STOPPED, plan, run_all, write_params
+from experiments.converged import PROFILE, SEEDED, SEEDS, STOPPED, plan, portable, run_all, write_params
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,3 +87,9 @@ def test_the_runs_that_decide_verdicts_come_first(tmp_path):
     assert runs[-2:] == [("ideal", 1), ("ideal", 2)] and len(runs) == len(set(runs)) == 16
     assert set(runs[10:14]) == {("density_2", 0), ("density_1", 0), ("density_0", 0), ("saliency_50", 0)}
     assert densities == {f"density_{k}": k for k in range(1, 6)}
+
+
+def test_the_recorded_command_names_no_folder_of_the_machine_it_ran_on():
+    ran = "/somewhere/experiments/converged.py --work /tmp/w --out /srv/out --jobs 2 --resume --params /a/params.yaml"
+    assert portable(ran) == ("python -m experiments.converged --work W --out OUT --jobs 2 --resume "
+                             "--params params.yaml")
