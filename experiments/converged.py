@@ -39,14 +39,15 @@ from pathlib import Path
 
 import yaml
 
+from bindlab import timing
 from bindlab.params import load_params
+from bindlab.paths import DataPaths
 from bindlab.report import CONVERGED
-from experiments.level_off import link_root, sh, wait_all
+from experiments.level_off import STOPPED, link_root, sh, stop, wait_all
 
 PROFILE = "converged"
 SEEDED = ("ideal", "completeness_50", "saliency_100")
 SEEDS = (0, 1, 2)
-STOPPED = "stopped at the deadline"
 KEPT = ("eval.json", "per_image.parquet", "curve.json", "train.tsv", "binding.json", "timing.json")
 
 
@@ -74,6 +75,15 @@ def md5(path: Path) -> str:
     """As bindlab.validate.md5, which cannot be imported here: that module loads GX."""
     with path.open("rb") as f:
         return hashlib.file_digest(f, "md5").hexdigest()
+
+
+def run_name(variant: str, seed: int) -> str:
+    return f"{variant}/seed{seed}"
+
+
+def done_mark(w: Path, run: str) -> Path:
+    """Left in W by a run whose commands all succeeded (a resumed run skips it)."""
+    return w / "done" / run.replace("/", "_")
 
 
 def plan(params) -> tuple[list[tuple[str, int]], dict[str, int]]:
@@ -158,21 +168,14 @@ def steps_of(main_p: Path, main: Path, w: Path, args, v: str, s: int, ideal_long
     return out
 
 
-def run_all(pipelines: dict[str, list], jobs: int, train_end: float, end: float, done_dir: Path) -> dict:
+def run_all(pipelines: dict[str, list], jobs: int, train_end: float, end: float, w: Path) -> dict:
     """Each run's commands one after another, at most `jobs` runs at once (0: all at once). A training
     still going at `train_end` is stopped, and the run scored where it got to; a run not begun by then is
-    not started; anything still going at `end` is stopped. A run whose commands all succeeded leaves a mark in done_dir (a resumed run skips it)."""
+    not started; anything still going at `end` is stopped. A run whose commands all succeeded leaves its
+    done_mark in W."""
     waiting = list(pipelines)
     active: dict[str, tuple[int, str, subprocess.Popen]] = {}
     status: dict[str, object] = {}
-
-    def stop(p: subprocess.Popen) -> None:
-        p.terminate()
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-
     while waiting or active:
         while waiting and (not jobs or len(active) < jobs) and time.time() < train_end:
             name = waiting.pop(0)
@@ -196,7 +199,7 @@ def run_all(pipelines: dict[str, list], jobs: int, train_end: float, end: float,
             if rc not in (0, STOPPED) or i + 1 == len(pipelines[name]):
                 del active[name]
                 if all(status.get(f"{lab} {name}") == 0 for lab, _, _ in pipelines[name]):
-                    (done_dir / name.replace("/", "_")).touch()
+                    done_mark(w, name).touch()
                 print(f"{time.strftime('%H:%M:%S')} {name}: {[status.get(f'{lab} {name}') for lab, _, _ in pipelines[name]]}",
                       flush=True)
                 continue
@@ -216,34 +219,31 @@ def run(args) -> None:
     params = load_params(main_p)
     runs, densities = plan(params)
     record = {"command": " ".join(sys.argv), "steps": params.variant(params.study.ideal).steps,
-              "runs": [f"{v}/seed{s}" for v, s in runs], "own_format": densities, "jobs": args.jobs}
+              "runs": [run_name(v, s) for v, s in runs], "own_format": densities, "jobs": args.jobs}
     record |= data(args, w, main_p, main, list(params.run_variants), densities)
     previous = json.loads((w / "record.json").read_text()) if (w / "record.json").exists() else {}
-    record |= {"run_s": previous.get("run_s", 0), "status": previous.get("status", {})}
+    record["status"] = previous.get("status", {})   # of the earlier sittings of a resumed run
     (w / "record.json").write_text(json.dumps(record, indent=1))   # for --collect while it runs
 
     # every run: its training, then its scores; all at once on a GPU, --jobs at a time on a CPU
     t1 = time.time()
-    done_dir = w / "done"
-    done_dir.mkdir(exist_ok=True)
-    todo = {f"{v}/seed{s}": steps_of(main_p, main, w, args, v, s, params.study.ideal_long, densities)
-            for v, s in runs if not (done_dir / f"{v}_seed{s}").exists()}
+    (w / "done").mkdir(exist_ok=True)
+    todo = {run_name(v, s): steps_of(main_p, main, w, args, v, s, params.study.ideal_long, densities)
+            for v, s in runs if not done_mark(w, run_name(v, s)).exists()}
     print(f"{len(runs) - len(todo)} runs done before; {len(todo)} to go, {args.jobs or 'all'} at a time", flush=True)
-    status = run_all(todo, args.jobs, t1 + args.deadline, t1 + args.deadline + args.score_deadline, done_dir)
-    record["run_s"] += round(time.time() - t1)
+    status = run_all(todo, args.jobs, t1 + args.deadline, t1 + args.deadline + args.score_deadline, w)
     record["status"] |= {k: str(v) for k, v in status.items()}
-    collect(w, args.out, record, runs, densities)
-    print(f"{record['run_s']} s of runs in all", flush=True)
+    collect(w, args.out, record)
+    print(f"{round(time.time() - t1)} s of runs in this sitting", flush=True)
 
 
-def collect(w: Path, out: Path, record: dict, runs: list[tuple[str, int]], densities: dict[str, int]) -> None:
-    """OUT/converged.tar.gz: the record, the params, the logs and the metrics of every finished run."""
-    main = w / "main" / "data"
-    record["complete"] = sorted(f"{v}/seed{s}" for v, s in runs if (w / "done" / f"{v}_seed{s}").exists())
-    for v, s in runs:
-        tsv = main / "metrics" / v / f"seed{s}" / "train.tsv"
-        last = tsv.read_text().splitlines()[-1].split("\t")[0] if tsv.exists() else None
-        record.setdefault("last_step", {})[f"{v}/seed{s}"] = last
+def collect(w: Path, out: Path, record: dict) -> None:
+    """OUT/converged.tar.gz: the record, the params, the logs and the metrics of every run."""
+    main = DataPaths(w / "main" / "data")
+    record["complete"] = sorted(r for r in record["runs"] if done_mark(w, r).exists())
+    for r in record["runs"]:
+        tsv = main.root / "metrics" / r / "train.tsv"
+        record.setdefault("last_step", {})[r] = tsv.read_text().splitlines()[-1].split("\t")[0] if tsv.exists() else None
     print(json.dumps(record["last_step"]), flush=True)
     (w / "record.json").write_text(json.dumps(record, indent=1))
     out.mkdir(parents=True, exist_ok=True)
@@ -251,11 +251,13 @@ def collect(w: Path, out: Path, record: dict, runs: list[tuple[str, int]], densi
         tar.add(w / "record.json", "record.json")
         tar.add(w / "main" / "params.yaml", "main/params.yaml")
         tar.add(w / "logs", "logs")
-        for k in sorted(set(densities.values())):
-            tar.add(w / f"own_{k}" / "params.yaml", f"own_{k}/params.yaml")
-        for name in ["main"] + [f"own_{k}" for k in sorted(set(densities.values()))]:
+        owns = [f"own_{k}" for k in sorted(set(record["own_format"].values()))]
+        for name in owns:
+            tar.add(w / name / "params.yaml", f"{name}/params.yaml")
+        for name in ["main"] + owns:
             root = w / name / "data"
-            for f in sorted((root / "metrics").rglob("*")) + sorted((root / "runs" / "metrics").rglob("timing.json")):
+            records = DataPaths(root).record(root / "metrics")   # the runs' timing records
+            for f in sorted((root / "metrics").rglob("*")) + sorted(records.rglob("timing.json")):
                 if f.name in KEPT:
                     tar.add(f, f"{name}/data/{f.relative_to(root)}")
     print(f"-> {out / 'converged.tar.gz'}", flush=True)
@@ -274,9 +276,8 @@ def report(tarball: Path, results: Path) -> None:
     # only runs that reached their last step and were scored are judged; the others count as missing
     complete = set(record.get("complete", record["runs"]))
     for run in record["runs"]:
-        v, s = run.split("/")
         if run not in complete:
-            for d in work.glob(f"*/data/metrics/{v}/{s}"):
+            for d in work.glob(f"*/data/metrics/{run}"):
                 shutil.rmtree(d)
     variants = list(dict.fromkeys(r.split("/")[0] for r in record["runs"] if r in complete))
     own_format = {v: k for v, k in record["own_format"].items() if v in variants}
@@ -306,11 +307,9 @@ def report(tarball: Path, results: Path) -> None:
             shutil.copy(root / "data" / "report" / f, out / f)
     keep = {k: record.get(k) for k in ("steps", "own_format", "jobs", "data_s", "last_step", "md5")}
     runs = [r for r in record["runs"] if r in complete]
-    minutes = {}
-    for r in runs:
-        timing = work / "main" / "data" / "runs" / "metrics" / r / "timing.json"
-        if timing.exists():
-            minutes[r] = round(json.loads(timing.read_text())["train"]["seconds"] / 60, 1)
+    main = DataPaths(work / "main" / "data")
+    seconds = {r: timing.train_seconds(main.timing(main.root / "metrics" / r)) for r in runs}
+    minutes = {r: round(x / 60, 1) for r, x in seconds.items() if x is not None}
     keep |= {"command": portable(record["command"]), "runs": runs, "planned": record["runs"],
              "train_minutes": minutes}
     (results / "run.json").write_text(json.dumps(keep, indent=1, sort_keys=True) + "\n")
@@ -349,9 +348,7 @@ def main(argv=None) -> None:
     if args.report:
         report(args.report, args.results)
     elif args.out and args.collect:
-        record = json.loads((args.work / "record.json").read_text())
-        runs = [tuple(r.split("/seed")) for r in record["runs"]]
-        collect(args.work, args.out, record, [(v, int(s)) for v, s in runs], record["own_format"])
+        collect(args.work, args.out, json.loads((args.work / "record.json").read_text()))
     elif args.out:
         run(args)
     else:

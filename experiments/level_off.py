@@ -114,19 +114,27 @@ def sh(cmd: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
 
+STOPPED = "stopped at the deadline"
+
+
+def stop(p: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 20 s."""
+    p.terminate()
+    try:
+        p.wait(20)
+    except subprocess.TimeoutExpired:
+        p.kill()
+
+
 def wait_all(procs: list[tuple[str, subprocess.Popen]], deadline: float) -> dict[str, object]:
-    """Wait until every process ends or the deadline passes; then stop the rest (SIGTERM)."""
+    """Wait until every process ends or the deadline passes; then stop the rest."""
     while time.time() < deadline and any(p.poll() is None for _, p in procs):
         time.sleep(2)
     status = {}
     for name, p in procs:
         if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-            status[name] = "stopped at the deadline"
+            stop(p)
+            status[name] = STOPPED
         else:
             status[name] = p.returncode
     return status

@@ -59,7 +59,7 @@ def test_runs_go_jobs_at_a_time_and_only_finished_ones_are_marked(tmp_path):
     done = tmp_path / "done"
     done.mkdir()
     now = time.time()
-    status = run_all(pipelines, 2, now + 12, now + 60, done)
+    status = run_all(pipelines, 2, now + 12, now + 60, tmp_path)
 
     events = trace.read_text().split()
     running, most = set(), 0   # runs between their first start and last end (c and d are killed in training)
