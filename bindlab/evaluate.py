@@ -292,7 +292,7 @@ def curve_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bench = load_benchmark(paths.benchmark, params.benchmark.n)
     # the training loss beside each point (train.log_every's mean, from the run's log): near zero, the
-    # in-batch task is solved while binding may still be far from perfect (README, Finding 7's longer run)
+    # in-batch task is solved while binding may still be far from perfect (README, finding 7)
     log = read_checkpoint(folder / "last.pt", made_by, resume=True)["log"]
     loss_at = {int(row[0]): float(row[1]) for row in log}
     points = []

@@ -135,8 +135,6 @@ def comparisons(params: Params, finding: Finding, runs: dict, numbers: Numbers |
     metric = finding_metric(params, finding)
     groups: dict[tuple, list[dict]] = {}
     for name in runs:
-        if name == params.study.ideal_long != params.study.ideal:
-            continue  # finding 7's longer run: outside the shared budget of the comparisons
         v = params.variant(name)
         key = tuple((k, getattr(v, k)) for k in KNOBS if k not in finding.varies)
         if numbers is not None:
@@ -357,44 +355,42 @@ def levelled_gain(curves: list[dict], metric: str) -> float | None:
 
 
 def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float, curves: list[dict]) -> dict:
-    """Judged on study.ideal_long (the ideal data trained longer) when it ran, else on study.ideal;
-    'ideal data is not the best' compares study.ideal with the other variants at their shared budget.
-    Below 'almost perfect', the run's curve decides: still rising -> train longer (inconclusive);
-    levelled off (the last fifth of its steps gained less than min_effect) -> not reproduced at this model.
+    """Judged on study.ideal; 'ideal data is not the best' compares it with the other variants.
+    Below 'almost perfect', on a run trained to its level-off (study.level_off) the curve decides: still
+    rising -> train longer (inconclusive); levelled off (the last fifth of its steps gained less than
+    min_effect) -> not reproduced at this model. At the shared budget it stays inconclusive.
     Below the bar, runs with replace items say per type whether the model falls short in seeing or binding."""
     ideal, near, m = params.study.ideal, params.study.near_perfect, params.study.min_effect
-    judged = judged_run(params, numbers)
-    if judged not in numbers.tables:
+    if ideal not in numbers.tables:
         return _result("inconclusive", None, f"no run of the ideal variant {ideal!r}", f"evaluate {ideal}")
-    e = numbers.get(judged, metric)
-    v = params.variant(judged)
-    why = (f"{judged} ({v.steps} steps x batch {v.batch_size}): {metric} {e.text()} (chance {chance:.3f}); "
+    e = numbers.get(ideal, metric)
+    v = params.variant(ideal)
+    why = (f"{ideal} ({v.steps} steps x batch {v.batch_size}): {metric} {e.text()} (chance {chance:.3f}); "
            f"'almost perfect' >= {near}")
     if e.lo >= near:
         return _result("reproduced", e, why)
-    rows = sight(numbers, [judged]).get(judged)
+    rows = sight(numbers, [ideal]).get(ideal)
     reason = f"; {sight_reason(rows, params.study.sees, m)}" if rows and e.point < near else ""
-    others = {n: numbers.get(n, metric) for n in numbers.tables if n not in (ideal, judged)}
-    if others and ideal in numbers.tables:
+    others = {n: numbers.get(n, metric) for n in numbers.tables if n != ideal}
+    if others:
         name = max(others, key=lambda n: others[n].point)
         d = others[name] - numbers.get(ideal, metric)
         why += f"; best other variant {name} {others[name].text()}, {d.text(signed=True)} above {ideal}"
         if d.lo > m:
             return _result("not reproduced", e, why + f" (beyond {m}): ideal data is not the best{reason}")
+    if e.hi < near and not params.study.level_off:
+        return _result("inconclusive", e, why + "; below 'almost perfect' at the shared budget, where it may "
+                       "still rise (study.level_off false)" + reason,
+                       "the converged profile judges it at its level-off (results/converged)")
     if e.hi < near:
-        gain = levelled_gain(curves, metric) if judged == params.study.ideal_long else None
+        gain = levelled_gain(curves, metric)
         if gain is not None and gain < m:
             return _result("not reproduced", e, why + f"; below 'almost perfect' and levelled off: {gain:+.3f} "
                            f"over the last fifth of its steps (< {m}), so more steps of this model "
                            f"({params.model.name}) will not reach it" + (reason or "; a larger model might"))
         return _result("inconclusive", e, why + "; below 'almost perfect' at this model and training size" + reason,
-                       f"train {judged} longer (variants.{judged}.steps) or a larger model (model.name)")
+                       f"train {ideal} longer (variants.{ideal}.steps) or a larger model (model.name)")
     return _result("inconclusive", e, why + f"; the interval contains {near}{reason}", _narrower(params, numbers))
-
-
-def judged_run(params: Params, numbers: Numbers) -> str:
-    """Finding 7's run: study.ideal_long when it ran, else study.ideal."""
-    return params.study.ideal_long if params.study.ideal_long in numbers.tables else params.study.ideal
 
 
 # --- perception beside binding -------------------------------------------------------------------

@@ -16,7 +16,7 @@ import polars as pl
 from bindlab import intervals, timing
 from bindlab.contracts import read_curve, read_eval, read_per_image
 from bindlab.errors import StageError
-from bindlab.findings import (FINDINGS, Numbers, chance_of, comparisons, finding_metric, judged_run, last_fifth,
+from bindlab.findings import (FINDINGS, Numbers, chance_of, comparisons, finding_metric, last_fifth,
                               sight, sight_note, variant_point, verdict)
 from bindlab.io import atomic_path, together, write_json
 from bindlab.params import Params
@@ -68,8 +68,8 @@ def load_numbers(paths: DataPaths, runs: dict, keys: list[str]) -> Numbers:
 
 def load_curves(params: Params, paths: DataPaths, runs: dict) -> list[dict]:
     """Finding 7's binding-against-training curves (dvc.yaml stage `curve`), one per seed of the judged
-    run; none when that run or its curve.json is missing (a run without the curve stage)."""
-    name = params.study.ideal_long
+    run (study.ideal); none when that run or its curve.json is missing (a run without the curve stage)."""
+    name = params.study.ideal
     out = []
     for seed in sorted(runs.get(name, {})):
         f = paths.metrics(name, seed) / "curve.json"
@@ -147,7 +147,7 @@ def build(params: Params, paths: DataPaths) -> dict:
                                     for g in RANKS if numbers.has(n, f"by_saliency.{g}.{params.study.metric}")}
                                 for n in dict.fromkeys(names)}
         # perception beside binding for the variants the finding compares (runs with replace items)
-        compared = [judged_run(params, numbers)] if f.kind == "ideal" else [p["variant"] for ln in lines for p in ln]
+        compared = [params.study.ideal] if f.kind == "ideal" else [p["variant"] for ln in lines for p in ln]
         table = sight(numbers, [n for n in compared if n in numbers.tables])
         if table:
             entry["sight"], entry["sight_note"] = table, sight_note(table, params.study.sees)
@@ -184,7 +184,7 @@ def load_converged(folder: Path) -> dict | None:
 
 def curve_minutes(params: Params, paths: DataPaths) -> dict | None:
     """Finding 7's run (first seed): checkpoint step -> training seconds, from its timing record."""
-    record = timing.read(paths.timing(paths.metrics(params.study.ideal_long, params.study.seeds[0])))
+    record = timing.read(paths.timing(paths.metrics(params.study.ideal, params.study.seeds[0])))
     return record.get("train", {}).get("checkpoints") or None
 
 

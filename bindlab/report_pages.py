@@ -63,8 +63,7 @@ def _plot(params: Params, finding: Finding, lines: list[list[dict]], result: dic
         rows = sorted(result["variants"], key=lambda r: r["mean"])
         ys = np.arange(len(rows))
         means = np.array([r["mean"] for r in rows])
-        green = {ideal, params.study.ideal_long}
-        ax.barh(ys, means, color=["tab:green" if r["variant"] in green else "tab:gray" for r in rows],
+        ax.barh(ys, means, color=["tab:green" if r["variant"] == ideal else "tab:gray" for r in rows],
                 xerr=[means - [r["lo"] for r in rows], np.array([r["hi"] for r in rows]) - means], capsize=2)
         for i, r in enumerate(rows):
             ax.plot(r["values"], [i] * len(r["values"]), "k.", ms=4)

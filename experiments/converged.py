@@ -52,11 +52,12 @@ KEPT = ("eval.json", "per_image.parquet", "curve.json", "train.tsv", "binding.js
 
 
 def write_params(base: Path, out: Path, small: bool, benchmark_density: int | None = None) -> Path:
-    """params.yaml with the profile chosen, the seeds and finding 7's run set, as `dvc exp run -S` would."""
+    """params.yaml with the profile chosen, the seeds and finding 7 judged at the level-off, as `dvc exp run -S`
+    would."""
     p = yaml.safe_load(base.read_text())
     p["profile"] = PROFILE
     p["study"]["seeds"] = list(SEEDS)
-    p["study"]["ideal_long"] = p["study"]["ideal"]   # 5,000 steps: the ideal run is finding 7's long run
+    p["study"]["level_off"] = True   # 5,000 steps: the ideal run is trained to its level-off
     p["benchmark"]["density"] = benchmark_density
     if small:
         p["scene_sets"]["train"]["n"] = 600
@@ -149,7 +150,7 @@ def own_root(args, w: Path, k: int) -> tuple[Path, Path]:
     return p, w / f"own_{k}" / "data"
 
 
-def steps_of(main_p: Path, main: Path, w: Path, args, v: str, s: int, ideal_long: str,
+def steps_of(main_p: Path, main: Path, w: Path, args, v: str, s: int, ideal: str,
              densities: dict[str, int]) -> list[tuple[str, list[str], Path]]:
     """One run's commands, in order: its training (resumed from its last snapshot, if any), its score at
     the end, at every snapshot (seed 0, and every seed of finding 7's run), and in its own format."""
@@ -158,7 +159,7 @@ def steps_of(main_p: Path, main: Path, w: Path, args, v: str, s: int, ideal_long
                              "--threads", "1"), logs / f"train_{v}_{s}.log")]   # a progress line every log_every steps
     base = bindlab(main_p, main, "evaluate", "--variant", v, "--seed", str(s), "--threads", "1")
     out.append(("eval", base, logs / f"eval_{v}_{s}.log"))
-    if s == 0 or v == ideal_long:
+    if s == 0 or v == ideal:
         out.append(("curve", base + ["--curve"], logs / f"curve_{v}_{s}.log"))
     if v in densities and s == 0:
         p, root = own_root(args, w, densities[v])
@@ -228,7 +229,7 @@ def run(args) -> None:
     # every run: its training, then its scores; all at once on a GPU, --jobs at a time on a CPU
     t1 = time.time()
     (w / "done").mkdir(exist_ok=True)
-    todo = {run_name(v, s): steps_of(main_p, main, w, args, v, s, params.study.ideal_long, densities)
+    todo = {run_name(v, s): steps_of(main_p, main, w, args, v, s, params.study.ideal, densities)
             for v, s in runs if not done_mark(w, run_name(v, s)).exists()}
     print(f"{len(runs) - len(todo)} runs done before; {len(todo)} to go, {args.jobs or 'all'} at a time", flush=True)
     status = run_all(todo, args.jobs, t1 + args.deadline, t1 + args.deadline + args.score_deadline, w)

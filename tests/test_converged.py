@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_converged_profile_trains_findings_1_4_7_to_the_level_off(tmp_path):
     p = load_params(write_params(ROOT / "params.yaml", tmp_path / "p.yaml", small=False))
     assert p.profile == PROFILE and p.study.seeds == list(SEEDS)
-    # finding 7's long run is the ideal run itself, scored at every snapshot
-    assert p.study.ideal_long == p.study.ideal and p.train.checkpoint_every == 1000
+    # finding 7 is judged at the ideal run's level-off, its weights scored at every snapshot
+    assert p.study.level_off and p.train.checkpoint_every == 1000
     runs = set(p.run_variants)
     assert {f"density_{k}" for k in range(6)} | {p.study.ideal} <= runs      # finding 1's sweep
     assert {"completeness_50", "saliency_100"} <= runs and set(SEEDED) <= runs  # finding 4 and its seeds

@@ -19,13 +19,15 @@ from tiny import tiny_params_dict, write_params
 # negatives leave degraded data degraded.
 # Density rises to the ideal variant (the highest density of params.yaml): finding 1's "too many" half
 # is then not reproduced; PEAK is a study whose ideal variant sits at density 3, with binding falling after.
-LEVEL = {"ideal": 0.96, "ideal_long": 0.97, "density_0": 0.55, "density_1": 0.65, "density_2": 0.85, "density_3": 0.90,
+LEVEL = {"ideal": 0.96, "density_0": 0.55, "density_1": 0.65, "density_2": 0.85, "density_3": 0.90,
          "density_4": 0.93, "density_5": 0.95, "objects_2": 0.97,
          "objects_3": 0.93, "objects_4": 0.80, "one_object": 0.62, "completeness_50": 0.75,
          "saliency_50": 0.60, "saliency_100": 0.57, "batch_64": 0.95, "batch_256": 0.96,
          "completeness_50_batch_64": 0.74, "completeness_50_batch_256": 0.76, "completeness_50_hardneg": 0.76,
          "natural": 0.55}
 LEAST = {"completeness_50": 0.66, "saliency_50": 0.60, "saliency_100": 0.52}
+# every variant at most 0.90: the ideal at 0.90 below 'almost perfect' is still the best
+CAPPED = {k: min(v, 0.90) for k, v in LEVEL.items()}
 PEAK = {**{k: v for k, v in LEVEL.items() if k != "density_3"}, "density_4": 0.93, "density_5": 0.90,
         "density_6": 0.85}
 
@@ -84,13 +86,14 @@ def write_metrics(data: Path, seeds=(0,), levels=LEVEL, least=LEAST, jitter=0.01
             timing.update(DataPaths(data).timing(f.parent), "train", {"seconds": 60.0})
 
 
-def setup(tmp_path: Path, seeds=(0,), peak=False, **kw):
+def setup(tmp_path: Path, seeds=(0,), peak=False, level_off=False, **kw):
     from bindlab.params import load_params
     from bindlab.paths import DataPaths
     raw = peak_study(tiny_params_dict()) if peak else tiny_params_dict()
     if peak:
         kw.setdefault("levels", PEAK)
     raw["study"]["seeds"] = list(seeds)
+    raw["study"]["level_off"] = level_off
     tmp_path.mkdir(parents=True, exist_ok=True)
     params_file = write_params(tmp_path, raw)
     write_metrics(tmp_path / "data", seeds=seeds, **kw)
@@ -134,7 +137,7 @@ def test_every_finding_reproduced_from_numbers(tmp_path):
     assert sorted(len(line) for line in f[5]["lines"]) == [3, 3]
     assert "gap ideal - completeness_50_batch_256" in f[5]["why"]
     assert f[6]["lines"][0][-1]["variant"] == "completeness_50_hardneg"
-    assert f[7]["effect"] == pytest.approx(0.975, abs=1e-9) and f[7]["ci"][0] >= 0.95   # ideal_long
+    assert f[7]["effect"] == pytest.approx(0.965, abs=1e-9) and f[7]["ci"][0] >= 0.95   # ideal, two seeds
     assert details["chance"]["i2t_strict_measured"] == 0.09 and details["chance"]["i2t_strict_computed"] == 0.2
     metrics = json.loads((paths.report / "findings.json").read_text())
     assert metrics["1_attribute_density"] == {"effect": f[1]["effect"], "effect_low": f[1]["ci"][0],
@@ -167,7 +170,7 @@ def test_not_reproduced_when_the_interval_lies_below_min_effect(tmp_path):
     assert f[1]["verdict"] == "not reproduced" and f[1]["ci"][1] < 0.05
     assert f[2]["verdict"] == "not reproduced"
     assert f[5]["verdict"] == "not reproduced" and "improves binding beyond 0.05" in f[5]["why"]
-    f = verdicts(tmp_path / "b", levels=dict(LEVEL, ideal=0.70, ideal_long=0.75, batch_256=0.85))
+    f = verdicts(tmp_path / "b", levels=dict(LEVEL, ideal=0.70, batch_256=0.85))
     assert f[7]["verdict"] == "not reproduced" and "ideal data is not the best" in f[7]["why"]
 
 
@@ -259,65 +262,65 @@ def write_curve(paths: DataPaths, variant: str, seed: int, levels: dict[int, flo
         {"variant": variant, "seed": seed, "batch_size": 128, "steps": max(levels), "points": points}))
 
 
-def test_finding_7_is_judged_on_the_longer_ideal_run_with_its_curve(tmp_path):
-    """study.ideal_long (the ideal data trained longer) decides finding 7 and takes part in no other
-    finding; its curve.json is plotted and tabled. Without its run, finding 7 falls back to study.ideal;
-    a broken curve.json stops the report with one line naming it."""
+def test_finding_7_is_judged_on_the_ideal_run_with_its_curve(tmp_path):
+    """study.ideal decides finding 7; its curve.json is plotted and tabled, with the training minutes of
+    its snapshots in the README; a broken curve.json stops the report with one line naming it."""
     from bindlab.report import build, report_stage
-    params, paths, params_file = setup(tmp_path, levels=dict(LEVEL, ideal=0.84, ideal_long=0.97))
-    assert params.study.ideal_long == "ideal_long" and params.variant("ideal_long").steps > params.variant("ideal").steps
-    write_curve(paths, "ideal_long", 0, {500: 0.84, 1500: 0.91, 2500: 0.97})
+    params, paths, params_file = setup(tmp_path, levels=dict(LEVEL, ideal=0.97))
+    write_curve(paths, "ideal", 0, {100: 0.84, 300: 0.91, 500: 0.97})
     f = by_number(report_stage(params, paths))
     assert f[7]["verdict"] == "reproduced" and f[7]["effect"] == pytest.approx(0.97, abs=1e-9)
-    assert f[7]["why"].startswith("ideal_long (2500 steps x batch 128): i2t_pairwise 0.970 [")
+    assert f[7]["why"].startswith("ideal (500 steps x batch 128): i2t_pairwise 0.970 [")
     # how the run ended, from its curve: the last fifth of the steps and the training loss there
-    assert f[7]["why"].endswith("; its curve (seed 0): i2t_pairwise 0.970 at step 2500 (i2t_strict 0.670), training loss 0.030")
-    assert [p["step"] for p in f[7]["curves"][0]["points"]] == [500, 1500, 2500]
-    for i in range(1, 7):
-        assert all(p["variant"] != "ideal_long" for line in f[i]["lines"] for p in line), i
+    assert f[7]["why"].endswith("; its curve (seed 0): i2t_pairwise 0.970 at step 500 (i2t_strict 0.670), training loss 0.030")
+    assert [p["step"] for p in f[7]["curves"][0]["points"]] == [100, 300, 500]
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
-    timing.update(paths.timing(paths.metrics("ideal_long", 0)), "train",
-                  {"seconds": 600.0, "checkpoints": {"500": 120.0, "1500": 360.0, "2500": 600.0}})
+    timing.update(paths.timing(paths.metrics("ideal", 0)), "train",
+                  {"seconds": 600.0, "checkpoints": {"100": 120.0, "300": 360.0, "500": 600.0}})
     report_stage(params, paths, readme=readme)
-    assert ("Finding 7's run `ideal_long` (seed 0) against training minutes: 2.0 min (step 500): 0.840 pairwise, "
-            "0.540 strict; 6.0 min (step 1500)") in readme.read_text()
+    assert ("Finding 7's run `ideal` (seed 0) against training minutes: 2.0 min (step 100): 0.840 pairwise, "
+            "0.540 strict; 6.0 min (step 300)") in readme.read_text()
     assert "min (step" not in (paths.report / "summary.md").read_text()
     page = (paths.report / "index.html").read_text()
-    assert "binding against training" in page and "<td>2500</td><td>320,000</td><td>0.030</td><td>0.970 [0.960, 0.980]</td>" in page
-    write_curve(paths, "ideal_long", 0, {500: 0.84, 1500: 0.91, 2000: 0.94, 2500: 0.97})
+    assert "binding against training" in page and "<td>500</td><td>64,000</td><td>0.030</td><td>0.970 [0.960, 0.980]</td>" in page
+    write_curve(paths, "ideal", 0, {100: 0.84, 300: 0.91, 400: 0.94, 500: 0.97})
     assert by_number(build(params, paths))[7]["why"].endswith(
-        "; its curve (seed 0): i2t_pairwise 0.940 at step 2000 -> 0.970 at step 2500 (i2t_strict 0.670), training loss 0.030")
-    # the shared-budget ideal (0.84, and beaten by objects_2) does not decide it; without the long run it does
-    alone = by_number(build(params, DataPaths(_without(tmp_path, "ideal_long"))))[7]
-    assert alone["verdict"] != "reproduced" and alone["why"].startswith("ideal (500 steps") and alone["curves"] == []
-    (paths.metrics("ideal_long", 0) / "curve.json").write_text('{"variant": "ideal_long", "seed": 0}')
+        "; its curve (seed 0): i2t_pairwise 0.940 at step 400 -> 0.970 at step 500 (i2t_strict 0.670), training loss 0.030")
+    (paths.metrics("ideal", 0) / "curve.json").write_text('{"variant": "ideal", "seed": 0}')
     r = subprocess.run([sys.executable, "-m", "bindlab.cli", "report", "--params", str(params_file),
                         "--data", str(paths.root)], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert "curve.json: lacks key 'batch_size'" in r.stderr and "bindlab evaluate --curve --variant ideal_long" in r.stderr
+    assert "curve.json: lacks key 'batch_size'" in r.stderr and "bindlab evaluate --curve --variant ideal" in r.stderr
 
 
-def test_finding_7_below_almost_perfect_is_decided_by_its_curve(tmp_path):
-    """ideal_long at 0.90 [0.89, 0.91], below study.near_perfect (0.95): a curve that gained less than
-    min_effect over the last fifth of its steps has levelled off -> not reproduced at this model; one still
-    rising, or one without a snapshot in its last fifth, -> inconclusive, train longer."""
+def test_finding_7_below_almost_perfect_is_decided_by_its_curve_at_the_level_off(tmp_path):
+    """ideal at 0.90 [0.89, 0.91], below study.near_perfect (0.95). At the shared budget (study.level_off
+    false) it stays inconclusive, however flat its curve: the converged profile judges it. Trained to its
+    level-off: a curve that gained less than min_effect over the last fifth of its steps -> not reproduced
+    at this model; one still rising, or one without a snapshot in its last fifth, -> inconclusive."""
     from bindlab.report import build
-    params, paths, _ = setup(tmp_path, levels=dict(LEVEL, ideal_long=0.90))
+    flat = {100: 0.70, 300: 0.86, 400: 0.885, 500: 0.90}
+    params, paths, _ = setup(tmp_path / "a", levels=CAPPED)
+    write_curve(paths, "ideal", 0, flat)
+    f7 = by_number(build(params, paths))[7]
+    assert f7["verdict"] == "inconclusive" and "below 'almost perfect' at the shared budget" in f7["why"]
+    assert f7["resolve"] == "the converged profile judges it at its level-off (results/converged)"
+    params, paths, _ = setup(tmp_path / "b", levels=CAPPED, level_off=True)
     assert params.study.near_perfect == 0.95 and params.study.min_effect == 0.05
-    write_curve(paths, "ideal_long", 0, {500: 0.70, 1500: 0.86, 2000: 0.885, 2500: 0.90})
+    write_curve(paths, "ideal", 0, flat)
     f7 = by_number(build(params, paths))[7]
     assert f7["verdict"] == "not reproduced" and f7["ci"][1] < 0.95, f7["why"]
     assert "below 'almost perfect' and levelled off: +0.015 over the last fifth of its steps (< 0.05)" in f7["why"]
     assert "resolve" not in f7
-    for curve in ({500: 0.60, 2000: 0.80, 2500: 0.90}, {500: 0.84, 1500: 0.89, 2500: 0.90}):
-        write_curve(paths, "ideal_long", 0, curve)
+    for curve in ({100: 0.60, 400: 0.80, 500: 0.90}, {100: 0.84, 300: 0.89, 500: 0.90}):
+        write_curve(paths, "ideal", 0, curve)
         f7 = by_number(build(params, paths))[7]
         assert f7["verdict"] == "inconclusive" and "below 'almost perfect' at this model" in f7["why"], curve
-        assert f7["resolve"].startswith("train ideal_long longer (variants.ideal_long.steps)")
+        assert f7["resolve"].startswith("train ideal longer (variants.ideal.steps)")
     # a levelled run whose interval reaches near_perfect stays inconclusive: more images or seeds decide
-    params2, paths2, _ = setup(tmp_path / "b", levels=dict(LEVEL, ideal_long=0.945))
-    write_curve(paths2, "ideal_long", 0, {500: 0.70, 2000: 0.94, 2500: 0.945})
+    params2, paths2, _ = setup(tmp_path / "c", levels=dict(CAPPED, ideal=0.945), level_off=True)
+    write_curve(paths2, "ideal", 0, {100: 0.70, 400: 0.94, 500: 0.945})
     f7 = by_number(build(params2, paths2))[7]
     assert f7["verdict"] == "inconclusive" and "the interval contains 0.95" in f7["why"]
 
@@ -339,15 +342,15 @@ def test_perception_beside_binding(tmp_path):
     from bindlab.params import ParamsError, load_params
     from bindlab.report import build, report_stage
     from bindlab.report_pages import markdown
-    params, paths, params_file = setup(tmp_path, levels=dict(LEVEL, ideal_long=0.90))
+    params, paths, params_file = setup(tmp_path, levels=CAPPED, level_off=True)
     assert params.study.sees == 0.95
-    write_curve(paths, "ideal_long", 0, {500: 0.70, 1500: 0.86, 2000: 0.885, 2500: 0.90})
+    write_curve(paths, "ideal", 0, {100: 0.70, 300: 0.86, 400: 0.885, 500: 0.90})
     before = by_number(build(params, paths))
     assert "a larger model might" in before[7]["why"] and "sight" not in before[1]
     for v in LEVEL:
         add_sight(paths, v, {"color": (0.99, 0.97), "shade": (0.99, 0.96)})
     add_sight(paths, "density_0", {"color": (0.99, 0.60), "shade": (0.70, 0.55)})
-    add_sight(paths, "ideal_long", {"color": (0.99, 0.80), "shade": (0.80, 0.78)})
+    add_sight(paths, "ideal", {"color": (0.99, 0.80), "shade": (0.80, 0.78)})
     result = build(params, paths)
     f = by_number(result)
     assert [f[i]["verdict"] for i in range(1, 8)] == [before[i]["verdict"] for i in range(1, 8)]
@@ -357,9 +360,9 @@ def test_perception_beside_binding(tmp_path):
     assert shade["gap"][1] < 0.15 < shade["gap"][2] and shade["gap"][2] - shade["gap"][1] < 0.05   # paired
     assert set(f[1]["sight"]) == {p["variant"] for line in f[1]["lines"] for p in line}
     assert f[1]["sight_note"] == ("not seen (replace i2t pairwise < study.sees 0.95; binding there measures "
-                                  "perception): density_0 shade 0.700")
-    assert f[2]["sight_note"].startswith("every compared variant sees every type")
-    assert list(f[7]["sight"]) == ["ideal_long"] and "ideal_long shade 0.800" in f[7]["sight_note"]
+                                  "perception): density_0 shade 0.700; ideal shade 0.800")
+    assert f[6]["sight_note"].startswith("every compared variant sees every type")
+    assert list(f[7]["sight"]) == ["ideal"] and "ideal shade 0.800" in f[7]["sight_note"]
     why = f[7]["why"]
     assert "a larger model might" not in why and "will not reach it; per type, seeing (replace < 0.95; its causes measured: docs/perception.md): shade 0.800; " \
         "binding (seen; replace - swap > 0.05): color +0.190 [" in why
@@ -369,10 +372,10 @@ def test_perception_beside_binding(tmp_path):
     page = (paths.report / "index.html").read_text()
     assert "Perception beside binding, per type" in page and 'class="not">0.700 / 0.550 / +0.150 [' in page
     assert "A swap negative exchanges one type" in page and page.count("<img src=") == 7
-    points = json.loads((paths.metrics("ideal_long", 0) / "curve.json").read_text())
+    points = json.loads((paths.metrics("ideal", 0) / "curve.json").read_text())
     for p in points["points"]:
         p["by_replace"], p["by_swap"] = {"color": 0.99, "shade": 0.8}, {"color": p["i2t_pairwise"], "shade": 0.7}
-    (paths.metrics("ideal_long", 0) / "curve.json").write_text(json.dumps(points))
+    (paths.metrics("ideal", 0) / "curve.json").write_text(json.dumps(points))
     report_stage(params, paths)
     page = (paths.report / "index.html").read_text()
     assert page.count("<img src=") == 8 and "perception and binding per type against training" in page
@@ -381,14 +384,6 @@ def test_perception_beside_binding(tmp_path):
     (tmp_path / "bad").mkdir()
     with pytest.raises(ParamsError, match="study.sees"):
         load_params(write_params(tmp_path / "bad", raw))
-
-
-def _without(tmp_path: Path, variant: str) -> Path:
-    """A copy of the metrics without one variant's runs."""
-    import shutil
-    out = tmp_path / "without" / "data"
-    shutil.copytree(tmp_path / "data" / "metrics", out / "metrics", ignore=shutil.ignore_patterns(variant))
-    return out
 
 
 def test_same_metrics_same_bytes_and_missing_runs(tmp_path):

@@ -44,7 +44,7 @@ def test_dvc_study_end_to_end(dvc_study, tmp_path):
     findings = json.loads((folder / "data/report/details.json").read_text())
     assert [f["number"] for f in findings["findings"]] == [1, 2, 3, 4, 5, 6, 7]
     assert findings["missing_runs"] == []
-    # finding 7's curve (study.ideal_long is `ideal` here): one point per weight snapshot, in the report
+    # finding 7's curve (study.ideal): one point per weight snapshot, in the report
     assert [p["step"] for p in findings["findings"][6]["curves"][0]["points"]] == [3, 4]
     assert (folder / "data/audit/ideal/index.html").exists() and (folder / "data/audit/index.html").exists()
     # the DVC metrics are two small files per run and per variant, not the full breakdowns

@@ -68,7 +68,6 @@ def tiny_raw(steps: int = 6, batch: int = 32) -> dict:
     # 2-3 objects while the benchmark has 2-4: bench binding's "trained-on counts" line is exercised
     raw["scene_sets"] = {"train": {**raw["scene_sets"]["train"], "objects": {2: 0.5, 3: 0.5}}}
     raw["variants"] = copy.deepcopy(VARIANTS)
-    raw["study"] = dict(raw["study"], ideal_long="ideal")   # finding 7 on `ideal`: no longer run here
     raw["base"].update(steps=steps, batch_size=batch)
     raw["model"] = {"name": "tiny", "configs": {"tiny": copy.deepcopy(TINY_MODEL)}}
     raw["train"] = {"lr": 0.002, "min_lr_ratio": 0.1, "warmup": 2, "weight_decay": 0.1, "threads": 1,
