@@ -39,12 +39,15 @@ cache: $(PY)
 # in one pass (as hard links; what the cache lacks is skipped): `dvc repro` alone would restore them
 # stage by stage from the run-cache, rewriting the 12,000-line dvc.lock after each of 136 stages,
 # which was 94% of a second clone's 400 s. Then `dvc repro` runs only what is stale.
+# tasks.restore then forgets, in dvc.lock, the outputs this cache lacks (a lock written on another
+# machine, or by a clone whose outputs never reached this cache), so that `dvc repro` restores those
+# stages from the run-cache of any clone that ran them instead of running them again.
 # PROFILE=P runs a DVC experiment (tasks/experiment.py, without Prefect): a profile with run_variants (quick)
 # runs the stages of those variants only (and what they need). Its report goes to data/report, and
 # params.yaml is put back afterwards: a plain `make study` is always the default study, which alone
 # writes the README's results.
 study: $(PY) cache datadocs
-	$(if $(PROFILE),$(PY) -m tasks.experiment --experiment $(PROFILE),[ -d data ] || dvc checkout --allow-missing; dvc repro && $(PY) -m bindlab.cli report --readme README.md)
+	$(if $(PROFILE),$(PY) -m tasks.experiment --experiment $(PROFILE),[ -d data ] || dvc checkout --allow-missing; $(PY) -m tasks.restore && dvc repro && $(PY) -m bindlab.cli report --readme README.md)
 
 # The UI: local Prefect server on 127.0.0.1:4200 (home .prefect/) serving the study's deployments,
 # and data/ (reports, audit pages, plots) on 127.0.0.1:4201 for the links in the runs' artifacts.

@@ -11,17 +11,22 @@ optimisation is a switch on top of it, measured alone and combined; the project'
 combination params.yaml configures (what `bindlab train` runs). Columns: samples/s of the median
 step, the ratio to the reference, the fraction of time spent building batches (target <= 5%), the
 warm-up seconds (compiling included) and the parameter count. Target: the project's step >= 2.0x
-the reference. --quick: the reference and the project's step only.
+the reference. Beside it, the project's step on the CPU kernels torch picks for this machine
+(unpinned; bindlab/kernels.py): the cost of the pin. --quick: the reference, the project's step and
+its unpinned twin only.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 
 import torch
 from benchmarks import common
+from bindlab import kernels
 from bindlab.errors import StageError
 from bindlab.model import build_model, make_tokenizer, model_spec, n_parameters
 from bindlab.params import Params, load_params
@@ -55,6 +60,22 @@ def project_switches(params: Params) -> dict:
             "compile": tp.compile, "trim": not tp.compile}
 
 
+@contextmanager
+def kernel_environment(mode: str):
+    """os.environ as a worker of that kernel mode must start with (a spawned worker copies it, and its
+    bindlab pins the kernels again unless the mode is native)."""
+    saved = dict(os.environ)
+    if mode == "native":
+        for key in kernels.PINNED:
+            os.environ.pop(key, None)
+        os.environ[kernels.SWITCH] = "native"
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def _step_worker(conn, params_file: str, data_root: str, variant: str, cand: dict, threads: int) -> None:
     """One candidate in its own process (flush-to-zero is per thread, compile caches per process):
     builds the model and then runs the steps the parent asks for, answering with their seconds."""
@@ -62,6 +83,7 @@ def _step_worker(conn, params_file: str, data_root: str, variant: str, cand: dic
     tp, v = params.train, params.variant(variant)
     torch.set_num_threads(threads)
     torch.set_flush_denormal(bool(cand.get("ftz")))
+    conn.send(torch.backends.cpu.get_cpu_capability())
     spec = model_spec(params)
     for tower in ("vision", "text"):
         spec[tower]["block_type"] = cand.get("block", "default")
@@ -105,6 +127,8 @@ def bench_train(params: Params, paths: DataPaths, n: int | None, variant: str = 
     threads = tp.threads
     cands = {k: c for k, c in CANDIDATES.items() if not quick or k == REFERENCE}
     cands[f"project ({params.model.name} as in params.yaml)"] = project_switches(params)
+    # the pin's cost: the project's step on the kernels torch picks for this CPU (bindlab/kernels.py)
+    cands["project, CPU kernels unpinned"] = project_switches(params) | {"kernels": "native"}
     print(f"bench train: variant {variant} (batch {v.batch_size}), {threads} threads, cpu; "
           f"{len(cands)} candidates in turns of 2 steps, {rounds} timed turns after 2 warm-up turns")
     ctx = mp.get_context("spawn")
@@ -113,8 +137,10 @@ def bench_train(params: Params, paths: DataPaths, n: int | None, variant: str = 
         a, b = ctx.Pipe()
         proc = ctx.Process(target=_step_worker, args=(b, params_file, str(paths.root), variant, cand, threads),
                            daemon=True)
-        proc.start()
+        with kernel_environment(cand.get("kernels", "pinned")):
+            proc.start()
         workers[label] = (proc, a)
+    capability = {label: a.recv() for label, (_, a) in workers.items()}
     n_params = {label: a.recv() for label, (_, a) in workers.items()}
     for label, answer in n_params.items():
         if isinstance(answer, StageError):
@@ -133,12 +159,13 @@ def bench_train(params: Params, paths: DataPaths, n: int | None, variant: str = 
         a.send(None)
         proc.join()
     base = v.batch_size / statistics.median(t for t, _ in times[REFERENCE])
-    print(f"  {'candidate':48s} {'samples/s':>9s} {'ratio':>6s} {'data wait':>9s} {'warm-up s':>9s} {'params':>7s}")
+    print(f"  {'candidate':48s} {'samples/s':>9s} {'ratio':>6s} {'data wait':>9s} {'warm-up s':>9s} {'params':>7s} "
+          f"{'kernels':>7s}")
     for label, ts in times.items():
         sps = v.batch_size / statistics.median(t for t, _ in ts)
         wait = sum(d for _, d in ts) / sum(t + d for t, d in ts)
         print(f"  {label:48s} {sps:9.1f} {sps / base:5.2f}x {100 * wait:8.1f}% {warm[label]:9.1f} "
-              f"{n_params[label] / 1e6:6.2f}M")
+              f"{n_params[label] / 1e6:6.2f}M {capability[label]:>7s}")
     print("  ratio: against the reference step (plain fp32 eager PyTorch, same model); targets: >= 2.0 for "
           "the project's step, data wait <= 5%")
 

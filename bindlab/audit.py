@@ -101,6 +101,9 @@ def declared(params: Params, v: Variant) -> dict[str, str]:
         "saliency bias": f"{v.saliency_bias:g}",
         "order": v.order,
         "hard negatives": f"{v.hard_negatives} per caption",
+        "minimal pairs in training batches": ("not declared" if v.minimal_pairs is None else
+                                              f"at least {v.minimal_pairs:g} of the images, per attribute type "
+                                              f"and the shape"),
     }
 
 
@@ -111,6 +114,7 @@ PROPERTY_CHECKS = {
     "saliency bias": ("declared saliency bias",),
     "order": ("declared order",),
     "hard negatives": ("declared hard_negatives",),
+    "minimal pairs in training batches": ("declared minimal_pairs",),
 }
 
 
@@ -125,7 +129,16 @@ def measured(summary: dict) -> dict[str, str]:
         "order": f"in saliency order {_fmt(m['in_saliency_order'])}, left to right "
                  f"{_fmt(m['in_left_to_right_order'])}",
         "hard negatives": f"mean {_fmt(m['hard_negatives'])} per caption",
+        "minimal pairs in training batches": batches_measured(summary["batches"]),
     }
+
+
+def batches_measured(b: dict) -> str:
+    """What the training batches ask of the model, as a person reads it."""
+    pairs = ", ".join(f"{html.escape(t)} {_fmt(x)}" for t, x in b["minimal_pair"].items())
+    return (f"share of images with a batch-mate differing in that type alone: {pairs}; colour and shape alone "
+            f"single out {_fmt(b['singled_out_by_color_shape'])} <span class=\"small\">({b['batches']} batches of "
+            f"{b['batch_size']}, seed {b['seed']})</span>")
 
 
 def _check_cell(rows: list[dict]) -> str:
@@ -272,7 +285,18 @@ def property_metrics(params: Params, v: Variant, summary: dict) -> dict:
     return {"density": {"declared": v.density, "measured": m["attrs_per_mentioned_object"]},
             "completeness": {"declared": expected_completeness(params, v), "measured": m["completeness"]},
             "top_mentioned": {"declared": _expected_top(v, summary), "measured": m["top_mentioned"]},
-            "hard_negatives": {"declared": v.hard_negatives, "measured": m["hard_negatives"]}}
+            "hard_negatives": {"declared": v.hard_negatives, "measured": m["hard_negatives"]},
+            "minimal_pair": {t: {"declared": v.minimal_pairs, "measured": x}
+                             for t, x in summary["batches"]["minimal_pair"].items()},
+            "singled_out_by_color_shape": {"declared": None,
+                                           "measured": summary["batches"]["singled_out_by_color_shape"]}}
+
+
+def _fewest_pairs(summary: dict | None) -> str:
+    if not summary:
+        return "-"
+    t, x = min(summary["batches"]["minimal_pair"].items(), key=lambda kv: (kv[1], kv[0]))
+    return f"{html.escape(t)} {_fmt(x)}"
 
 
 def audit_overview(params: Params, paths: DataPaths) -> Path:
@@ -299,6 +323,7 @@ def audit_overview(params: Params, paths: DataPaths) -> Path:
             f"<td>{v.saliency_bias:g}</td><td>{_fmt(_expected_top(v, summary) if summary else None)}</td>"
             f"<td>{_fmt(m.get('top_mentioned'))}</td>"
             f"<td>{v.order}</td><td>{v.hard_negatives}</td><td>{_fmt(m.get('hard_negatives'), 2)}</td>"
+            f"<td>{_fewest_pairs(summary)}</td><td>{_fmt(summary['batches']['singled_out_by_color_shape']) if summary else '-'}</td>"
             f"<td>{_verdict(results)}</td>"
             f"<td>{docs_link}</td></tr>")
         if summary:
@@ -322,12 +347,15 @@ def audit_overview(params: Params, paths: DataPaths) -> Path:
 <p class="small">Declared: the variant's knobs in params.yaml. Measured: statistics of its captions computed from
 the recorded mentions (bindlab stats). Expected P(most salient mentioned) = b + (1 - b) &times; measured completeness
 (the mean of b + (1 - b) m/n over captions). Pass/fail: the variant's Great Expectations suite
-(bindlab validate), built from the same declaration.</p>
+(bindlab validate), built from the same declaration. Training batches: on the batches the sampler draws
+(bindlab stats), the type with the fewest images that have a batch-mate differing in that type alone (the
+only images whose loss needs the type), and the share that colour and shape alone single out.</p>
 <table><tr><th rowspan="2">variant</th><th rowspan="2">scenes</th><th colspan="2">attributes per object</th>
 <th colspan="2">objects mentioned</th><th colspan="3">saliency</th><th rowspan="2">order</th>
-<th colspan="2">hard negatives</th><th rowspan="2">validation</th><th rowspan="2">Data Docs</th></tr>
+<th colspan="2">hard negatives</th><th colspan="2">training batches</th><th rowspan="2">validation</th>
+<th rowspan="2">Data Docs</th></tr>
 <tr><th>declared</th><th>measured</th><th>declared</th><th>measured</th><th>bias</th><th>expected</th>
-<th>measured</th><th>declared</th><th>measured</th></tr>
+<th>measured</th><th>declared</th><th>measured</th><th>fewest minimal pairs</th><th>colour + shape single out</th></tr>
 {''.join(rows)}</table>
 {plot}
 <h2>Scene sets and benchmark</h2>

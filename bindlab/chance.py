@@ -16,7 +16,7 @@ from bindlab.io import write_json
 from bindlab.model import encode_text_unpadded, make_tokenizer, model_spec
 from bindlab.params import Params
 from bindlab.paths import DataPaths
-from bindlab.train import training_params
+from bindlab.train import set_threads, training_params
 
 
 def chance_stage(params: Params, paths: DataPaths, seed: int | None = None, threads: int | None = None) -> dict:
@@ -25,7 +25,7 @@ def chance_stage(params: Params, paths: DataPaths, seed: int | None = None, thre
     _, tp = training_params(params)
     seed = params.seed if seed is None else seed
     spec = model_spec(params)   # what `bindlab train` stores in its checkpoints
-    torch.set_num_threads(threads or tp.threads)
+    set_threads(threads or tp.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bench = load_benchmark(paths.benchmark, params.benchmark.n)
     # untrained_chance builds the model itself; this encoder lends it everything else (no model of its own)

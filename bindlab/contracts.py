@@ -61,9 +61,15 @@ SUMMARY_MEANS = ("objects_in_image", "objects_mentioned", "completeness", "attrs
                  "in_left_to_right_order", "caption_words", "oov_words", "hard_negatives")
 SUMMARY_DISTRIBUTIONS = ("objects_in_image", "objects_mentioned", "completeness", "attrs_per_mentioned_object",
                          "mentioned_saliency_rank", "caption_words", "hard_negatives")
+# `batches`: what the training batches ask of the model (bindlab/stats.py batch_summary), per
+# attribute type and the shape
+SUMMARY_BATCHES = {"seed": int, "batch_size": int, "batches": int, "images": int, "minimal_pair": dict,
+                   **{f"minimal_pair.{t}": NUM for t in (*ATTRIBUTE_TYPES, "shape")},
+                   "singled_out_by_color_shape": NUM}
 SUMMARY = {"captions": int, "mentions": int, "means": dict, "distributions": dict,
            **{f"means.{k}": (NUM, type(None)) for k in SUMMARY_MEANS},
-           **{f"distributions.{k}": dict for k in SUMMARY_DISTRIBUTIONS}}
+           **{f"distributions.{k}": dict for k in SUMMARY_DISTRIBUTIONS},
+           "batches": dict, **{f"batches.{k}": t for k, t in SUMMARY_BATCHES.items()}}
 VERDICT = {"target": str, "expectations": int}  # passed.json
 RESULTS = {"target": str, "success": bool, "evaluated": int, "failed": int, "expectations": list}
 RESULT_ROW = {"table": str, "column": str, "expectation": str, "expected": str, "observed": str,
@@ -230,6 +236,12 @@ def read_summary(path, n: int, made_by: str) -> dict:
     summary = read_json(path, SUMMARY, made_by)
     if summary["captions"] != n:
         fail(path, f"counts {summary['captions']} captions where the scene set has {n} scenes", made_by)
+    b = summary["batches"]
+    shares = {f"minimal_pair.{t}": x for t, x in b["minimal_pair"].items()} \
+        | {"singled_out_by_color_shape": b["singled_out_by_color_shape"]}
+    outside = [k for k, x in shares.items() if not (isinstance(x, (int, float)) and 0 <= x <= 1)]
+    if outside:
+        fail(path, f"batches.{outside[0]} is {shares[outside[0]]!r}, not a share in 0..1", made_by)
     return summary
 
 

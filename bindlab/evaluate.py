@@ -29,7 +29,7 @@ from bindlab.metrics import CURVE_KEYS, UNTRAINED_KEYS, binding_ledger, headline
 from bindlab.model import build_model, encode_text_unpadded, load_model, read_checkpoint
 from bindlab.params import Params
 from bindlab.paths import DataPaths
-from bindlab.train import images_to_tensor, training_params
+from bindlab.train import images_to_tensor, set_threads, training_params
 
 
 # --- scoring a model on the benchmark ----------------------------------------------------------
@@ -225,7 +225,7 @@ def evaluate_stage(params: Params, paths: DataPaths, variant: str | None = None,
     seed = params.seed if seed is None else seed
     if variant is not None:
         params.variant(variant)  # unknown names fail here, before any work
-    torch.set_num_threads(threads or tp.threads)
+    set_threads(threads or tp.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bench = load_benchmark(paths.benchmark, params.benchmark.n)
     # the scene table gives each object's saliency rank (the by_saliency breakdown)
@@ -288,7 +288,7 @@ def curve_stage(params: Params, paths: DataPaths, variant: str, seed: int | None
     snaps = sorted(folder.glob("weights_step*.pt"))
     if not snaps:
         raise StageError(f"{folder}: no weight snapshots (weights_step*.pt); regenerate them with `{made_by}`")
-    torch.set_num_threads(threads or tp.threads)
+    set_threads(threads or tp.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     bench = load_benchmark(paths.benchmark, params.benchmark.n)
     # the training loss beside each point (train.log_every's mean, from the run's log): near zero, the

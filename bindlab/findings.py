@@ -19,6 +19,7 @@ import polars as pl
 from bindlab import intervals
 from bindlab.captions import expected_completeness
 from bindlab.params import Params, Variant
+from bindlab.sight import sight, sight_reason
 
 KNOBS = tuple(Variant.model_fields)
 
@@ -100,9 +101,10 @@ class Numbers:
     variant is the mean over its seeds, its replicates resample the benchmark images (the same resamples
     for every variant, so differences are paired) and the seeds."""
 
-    def __init__(self, tables: dict[str, dict[int, pl.DataFrame]], n_images: int):
+    def __init__(self, tables: dict[str, dict[int, pl.DataFrame]], n_images: int, seed_sd: float = 0.0):
         self.tables = tables
         self.n_images = n_images
+        self.seed_sd = seed_sd   # added to a one-seed variant's replicates: what its single run cannot show
 
     def has(self, variant: str, key: str) -> bool:
         return all(f"{key}:num" in t.columns for t in self.tables[variant].values())
@@ -113,7 +115,10 @@ class Numbers:
             num, den = t[f"{key}:num"].to_numpy(), t[f"{key}:den"].to_numpy()
             points.append(float(num.sum() / den.sum()))
             reps.append(intervals.replicates(num, den))
-        return Est(sum(points) / len(points), intervals.seed_mean_replicates(np.stack(reps, 1), variant))
+        rep = intervals.seed_mean_replicates(np.stack(reps, 1), variant)
+        if len(points) == 1 and self.seed_sd:
+            rep = rep + intervals.seed_noise(len(rep), self.seed_sd, variant)
+        return Est(points[0] if len(points) == 1 else sum(points) / len(points), rep)
 
     def seed_values(self, variant: str, key: str) -> list[float]:
         return [float(t[f"{key}:num"].sum() / t[f"{key}:den"].sum()) for _, t in sorted(self.tables[variant].items())]
@@ -246,7 +251,19 @@ def _no_fix_line(params: Params, numbers: Numbers, metric: str, ln: list[dict], 
 def verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dict, numbers: Numbers,
             curves: list[dict] = ()) -> dict:
     """{verdict: reproduced | not reproduced | inconclusive, effect, ci, why[, resolve]} from paired
-    bootstrap intervals over benchmark images (and seeds): see the README, Results."""
+    bootstrap intervals over benchmark images (and seeds): see the README, Results. A variant with one
+    seed has its interval widened by the measured seed spread (study.seed_sd), and the reason says so."""
+    out = _verdict(params, finding, lines, runs, numbers, curves)
+    used = {p["variant"] for ln in lines for p in ln} | ({params.study.ideal} if finding.kind == "ideal" else set())
+    single = sorted(v for v in used if len(numbers.tables.get(v, {})) == 1)
+    if single and numbers.seed_sd:
+        out["why"] += (f"; one seed per variant: intervals widened by the measured seed sd {numbers.seed_sd} "
+                       f"(study.seed_sd; three seeds: -S 'study.seeds=[0,1,2]')")
+    return out
+
+
+def _verdict(params: Params, finding: Finding, lines: list[list[dict]], runs: dict, numbers: Numbers,
+             curves: list[dict] = ()) -> dict:
     metric, ideal = finding_metric(params, finding), params.study.ideal
     chance = chance_of(runs, metric)
     if finding.kind == "ideal":
@@ -391,46 +408,6 @@ def _ideal_verdict(params: Params, numbers: Numbers, metric: str, chance: float,
         return _result("inconclusive", e, why + "; below 'almost perfect' at this model and training size" + reason,
                        f"train {ideal} longer (variants.{ideal}.steps) or a larger model (model.name)")
     return _result("inconclusive", e, why + f"; the interval contains {near}{reason}", _narrower(params, numbers))
-
-
-# --- perception beside binding -------------------------------------------------------------------
-
-def sight(numbers: Numbers, names: list[str]) -> dict:
-    """variant -> type -> {replace, swap, gap}, each [point, low, high]: i2t pairwise of the replace items
-    (perception: the bag of words changes, no binding needed), of the swap items (binding), and their
-    difference paired on the same resampled images. Types with both; runs without replace items: none."""
-    out: dict = {}
-    for v in dict.fromkeys(names):
-        types = sorted({c.split(".")[1] for t in numbers.tables[v].values() for c in t.columns
-                        if c.startswith("by_replace.") and c.endswith(".i2t_pairwise:num")})
-        for t in types:
-            keys = (f"by_replace.{t}.i2t_pairwise", f"by_swap.{t}.i2t_pairwise")
-            if all(numbers.has(v, k) for k in keys):
-                r, s = (numbers.get(v, k) for k in keys)
-                out.setdefault(v, {})[t] = {k: [round(x, 4) for x in (e.point, e.lo, e.hi)]
-                                            for k, e in (("replace", r), ("swap", s), ("gap", r - s))}
-    return out
-
-
-def sight_note(table: dict, bar: float) -> str:
-    """Beside a binding verdict: the compared variants that do not see a type they are judged on (replace
-    i2t pairwise below study.sees), where binding measures the model's eye; '' without replace items."""
-    blind = {v: ts for v, rows in table.items() if (ts := [t for t, r in rows.items() if r["replace"][0] < bar])}
-    if not blind:
-        return f"every compared variant sees every type (replace i2t pairwise >= study.sees {bar})" if table else ""
-    return (f"not seen (replace i2t pairwise < study.sees {bar}; binding there measures perception): "
-            + "; ".join(f"{v} " + ", ".join(f"{t} {table[v][t]['replace'][0]:.3f}" for t in ts) for v, ts in blind.items()))
-
-
-def sight_reason(rows: dict, bar: float, m: float) -> str:
-    """Why the judged ideal run falls short, per type: seeing (replace below study.sees) or binding (seen,
-    and the gap replace - swap has its interval above min_effect)."""
-    seeing = [f"{t} {r['replace'][0]:.3f}" for t, r in rows.items() if r["replace"][0] < bar]
-    binding = [f"{t} {r['gap'][0]:+.3f} [{r['gap'][1]:+.3f}, {r['gap'][2]:+.3f}]" for t, r in rows.items()
-               if r["replace"][0] >= bar and r["gap"][1] > m]
-    parts = ([f"seeing (replace < {bar}; its causes measured: docs/perception.md): {', '.join(seeing)}"] if seeing else []) + \
-            ([f"binding (seen; replace - swap > {m}): {', '.join(binding)}"] if binding else [])
-    return "per type, " + ("; ".join(parts) if parts else f"every type is seen and no gap is clearly above {m}")
 
 
 def last_fifth(points: list[dict]) -> tuple[dict, dict]:

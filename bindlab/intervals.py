@@ -54,6 +54,12 @@ def ratio_interval(num: np.ndarray, den: np.ndarray) -> list[float] | None:
     return interval(replicates(num, den))
 
 
+def seed_noise(b: int, sd: float, name: str) -> np.ndarray:
+    """(b,) draws of N(0, sd): the seed-to-seed spread a one-seed run cannot show, added to its
+    replicates (deterministic per variant `name`, independent across variants)."""
+    return np.random.default_rng([SEED, 1, zlib.crc32(name.encode())]).normal(0.0, sd, b)
+
+
 def seed_mean_replicates(per_seed: np.ndarray, name: str) -> np.ndarray:
     """(B, k) replicates of k seeds -> (B,) replicates of their mean, the seeds drawn with
     replacement in each replicate (deterministic per variant `name`, independent across variants:

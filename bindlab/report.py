@@ -17,16 +17,21 @@ from bindlab import intervals, timing
 from bindlab.contracts import read_curve, read_eval, read_per_image
 from bindlab.errors import StageError
 from bindlab.findings import (FINDINGS, Numbers, chance_of, comparisons, finding_metric, last_fifth,
-                              sight, sight_note, variant_point, verdict)
+                              variant_point, verdict)
+from bindlab.heatmap import heatmap_png, merged
 from bindlab.io import atomic_path, together, write_json
 from bindlab.params import Params
 from bindlab.paths import DataPaths
 from bindlab.report_pages import RANKS, html_page, markdown
+from bindlab.sight import sight, sight_note
+from bindlab.verdict_table import LEVEL_OFF_FINDINGS
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 # the converged profile's reports (experiments/converged.py --report), shown beside the default study's
 CONVERGED = Path("results/converged")
-AT_LEVEL_OFF = (1, 4, 7)
+AT_LEVEL_OFF = LEVEL_OFF_FINDINGS
+# the README links to the picture of seeing and binding per type; written beside it, as the README is
+HEATMAP = Path("docs/results/seeing-binding.png")
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -49,7 +54,7 @@ def load_runs(params: Params, paths: DataPaths) -> tuple[dict[str, dict[int, dic
     return runs, missing
 
 
-def load_numbers(paths: DataPaths, runs: dict, keys: list[str]) -> Numbers:
+def load_numbers(paths: DataPaths, runs: dict, keys: list[str], seed_sd: float = 0.0) -> Numbers:
     """Every run's per_image.parquet (the columns of `keys` checked), all on the same benchmark images."""
     tables: dict[str, dict[int, pl.DataFrame]] = {}
     ids = None
@@ -63,7 +68,7 @@ def load_numbers(paths: DataPaths, runs: dict, keys: list[str]) -> Numbers:
                 raise StageError(f"{f}: holds other benchmark images than {first}; evaluate every run on "
                                  f"the same benchmark (`dvc repro` re-runs the evaluate stages)")
             tables.setdefault(name, {})[seed] = t
-    return Numbers(tables, 0 if ids is None else len(ids))
+    return Numbers(tables, 0 if ids is None else len(ids), seed_sd)
 
 
 def load_curves(params: Params, paths: DataPaths, runs: dict) -> list[dict]:
@@ -118,7 +123,7 @@ def build(params: Params, paths: DataPaths) -> dict:
     """Compute every finding's comparison and verdict: the content of findings.json."""
     runs, missing = load_runs(params, paths)
     keys = sorted({finding_metric(params, f) for f in FINDINGS})
-    numbers = load_numbers(paths, runs, keys)
+    numbers = load_numbers(paths, runs, keys, params.study.seed_sd)
     evals = [r for by in runs.values() for r in by.values()]
     measured = [r["chance_measured"] for r in evals if "chance_measured" in r]
     out = {"metric": params.study.metric, "seeds": params.study.seeds, "profile": params.profile,
@@ -182,6 +187,13 @@ def load_converged(folder: Path) -> dict | None:
             "unfinished": [r for r in record.get("planned", runs) if r not in runs], "findings": rows}
 
 
+def load_level_off(folder: Path) -> dict[int, dict]:
+    """Findings 1, 4 and 7 in full from the converged profile's report on full descriptions: the verdict
+    table's effect and short reason for them come from these (shown, not stored in details.json)."""
+    found = json.loads((folder / "full" / "details.json").read_text())["findings"]
+    return {f["number"]: f for f in found if f["number"] in AT_LEVEL_OFF}
+
+
 def curve_minutes(params: Params, paths: DataPaths) -> dict | None:
     """Finding 7's run (first seed): checkpoint step -> training seconds, from its timing record."""
     record = timing.read(paths.timing(paths.metrics(params.study.ideal, params.study.seeds[0])))
@@ -208,20 +220,34 @@ def update_readme(readme: Path, summary: str) -> None:
         tmp.write_text(new)
 
 
+def write_readme_heatmap(readme: Path, sights: list[dict], bar: float) -> str | None:
+    """The picture of seeing and binding per type for every compared variant, at HEATMAP beside the
+    README; -> its path relative to the README, or None when no run has replace items."""
+    if not sights:
+        return None
+    with atomic_path(readme.parent / HEATMAP) as tmp:
+        tmp.write_bytes(heatmap_png(merged(sights), bar, "seeing and binding per type, every compared variant"))
+    return HEATMAP.as_posix()
+
+
 def report_stage(params: Params, paths: DataPaths, readme: str | Path | None = None,
                  converged: Path = CONVERGED) -> dict:
     result = build(params, paths)
     if params.profile == "default":
         result["converged"] = load_converged(converged)
+        if result["converged"] is not None:
+            result["_level_off"] = load_level_off(converged)
     out = paths.report
-    summary = markdown(result)
+    sights = [f["sight"] for f in result["findings"] if f.get("sight")]
+    summary = markdown(result, heatmap="index.html#seeing" if sights else None)
     page = html_page(params, result)
     with together():
         with atomic_path(out / "index.html") as tmp:
             tmp.write_text(page)
         with atomic_path(out / "summary.md") as tmp:
             tmp.write_text(summary)
-        findings = {k: v for k, v in result.items() if k != "_numbers"}
+        # keys with a leading underscore are for the pages only (the runs' numbers, the level-off in full)
+        findings = {k: v for k, v in result.items() if not k.startswith("_")}
         write_json(out / "details.json", findings)
         # findings.json: finding -> effect and verdict (flat, for `dvc diff`-style tools and scripts)
         write_json(out / "findings.json", {
@@ -233,7 +259,9 @@ def report_stage(params: Params, paths: DataPaths, readme: str | Path | None = N
         if readme and params.profile != "default":   # the README's results are the default study's
             print(f"{readme}: left as it is (profile {params.profile!r}; only the default study writes its results)")
         elif readme:
-            update_readme(Path(readme), markdown(result, training_minutes(params, paths), curve_minutes(params, paths)))
+            picture = write_readme_heatmap(Path(readme), sights, params.study.sees)
+            update_readme(Path(readme), markdown(result, training_minutes(params, paths), curve_minutes(params, paths),
+                                                 heatmap=picture))
     for f in result["findings"]:
         print(f"finding {f['number']} {f['title']}: {f['verdict']} ({f['why']})")
     print(f"report -> {out / 'index.html'}")

@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from bindlab.params import Params, Variant
-from bindlab.stats import allowed_words, bag_of_words, words_outside
+from bindlab.stats import allowed_words, bag_of_words, batch_summary, words_outside
 
 BENCHMARK_PARTS = ("scenes", "images", "items", "probes", "counterfactual", "replace",
                    "replace_counterfactual")  # what benchmark_suite checks
@@ -78,8 +78,9 @@ def rate_bounds(expected: np.ndarray, variance: np.ndarray, tolerance: float, z:
 # --- suites ------------------------------------------------------------------------------------------
 
 def caption_suite(params: Params, v: Variant, name: str, cstats: pl.DataFrame, mentions: pl.DataFrame,
-                  n_scenes: int, n_images: int) -> Suite:
-    """The checks a variant's captions must pass, derived from its declared properties."""
+                  n_scenes: int, n_images: int, scenes: pl.DataFrame | None = None) -> Suite:
+    """The checks a variant's captions must pass, derived from its declared properties; `scenes`, the
+    variant's scene table, where it declares what its training batches must ask (`minimal_pairs`)."""
     cfg = params.validation
     s = Suite(name, {"captions": cstats, "mentions": mentions.drop("phrase", strict=False)})
     n_types = len(params.vocab.attribute_types)
@@ -166,7 +167,24 @@ def caption_suite(params: Params, v: Variant, name: str, cstats: pl.DataFrame, m
           column_A="n_hard_negatives", column_B="n_hard_negative_swaps")
     s.always(c, "negatives_differ", "a hard negative never equals its true caption")
     s.always(c, "negatives_same_words", "a hard negative has the true caption's bag of words")
+    if v.minimal_pairs is not None:
+        batch_checks(s, params, v, scenes)
     return s
+
+
+def batch_checks(s: Suite, params: Params, v: Variant, scenes: pl.DataFrame | None) -> None:
+    """Declared minimal_pairs x: in the training batches, every attribute type and the shape has a
+    minimal pair for at least a share x of the images (the loss needs each type that often). The table
+    `batches` is one row: the measured share per type."""
+    if scenes is None:
+        raise ValueError("caption_suite: a variant declaring minimal_pairs needs its scene table")
+    b = batch_summary(params, v, scenes)
+    s.tables["batches"] = pl.DataFrame([b["minimal_pair"]])
+    x = v.minimal_pairs
+    for t in b["minimal_pair"]:
+        s.add("batches", "ExpectColumnMinToBeBetween", f"declared minimal_pairs {x:g}: at least {x:g} of the images "
+              f"of the first {b['batches']} training batches (batch {b['batch_size']}, seed {b['seed']}) have a "
+              f"batch-mate differing from them in {t} alone", column=t, min_value=x, max_value=1.0)
 
 
 def _balance(params: Params, scenes: pl.DataFrame) -> pl.DataFrame:

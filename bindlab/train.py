@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from open_clip.loss import ClipLoss
 from tqdm import tqdm
 
-from bindlab import timing
+from bindlab import kernels, sampler, timing
 from bindlab.contracts import captions_of, images_of, require_passed
 from bindlab.errors import StageError
 from bindlab.io import atomic_path, together
@@ -68,17 +68,8 @@ class TrainData:
                 k += m
 
     def batch_indices(self, seed: int, step: int, batch_size: int) -> np.ndarray:
-        """Scene ids of step `step`: consecutive slices of a fresh permutation per epoch (sorted, so
-        the memory-mapped reads go forward)."""
-        start = step * batch_size
-        pos = np.arange(start, start + batch_size)
-        epochs = pos // self.n
-        out = np.empty(batch_size, dtype=np.int64)
-        for e in np.unique(epochs):
-            perm = np.random.default_rng([seed, int(e)]).permutation(self.n)
-            sel = epochs == e
-            out[sel] = perm[pos[sel] % self.n]
-        return np.sort(out)
+        """Scene ids of step `step` (bindlab/sampler.py: the statistics stage draws the same batches)."""
+        return sampler.batch_indices(self.n, seed, step, batch_size)
 
     def batch(self, idx: np.ndarray) -> dict:
         b = {"images": np.ascontiguousarray(self.images[idx]), "tokens": self.tokens[idx]}
@@ -180,10 +171,17 @@ def train_step(model, opt, sched, loss_fn, b: dict, device: str, autocast, grad_
     return loss
 
 
+def set_threads(threads: int) -> None:
+    """The thread count, which with the kernels decides a CPU run's bytes; refuses kernels other than
+    the pinned ones (bindlab/kernels.py)."""
+    kernels.check(torch.backends.cpu.get_cpu_capability())
+    torch.set_num_threads(threads)
+
+
 def setup_torch(device: str, threads: int) -> None:
     """Thread count, and flush-to-zero on the CPU: Adam's second moments and small gradients decay into
     denormal floats, which the CPU computes on a slow path (the step slowed several-fold without it)."""
-    torch.set_num_threads(threads)
+    set_threads(threads)
     if device == "cpu":
         torch.set_flush_denormal(True)
 

@@ -85,7 +85,7 @@ def validate_variant(params: Params, paths: DataPaths, variant: str) -> dict:
     mentions = mention_stats(params, captions, scenes)
     cstats = caption_stats(params, captions, scenes, mentions)
     suite = caption_suite(params, v, f"variant_{variant}", cstats, mentions,
-                          n_scenes=scenes["scene_id"].n_unique(), n_images=n_images)
+                          n_scenes=scenes["scene_id"].n_unique(), n_images=n_images, scenes=scenes)
     # the verdict names the bytes it passed: training depends on passed.json alone, and reruns exactly
     # when the captions or the images it would read have changed
     validated = {f.relative_to(paths.root).as_posix(): md5(f) for f in (paths.captions(variant), paths.images(v.scenes))}

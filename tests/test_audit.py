@@ -109,3 +109,20 @@ def test_missing_statistics_is_a_clear_error(audited, tmp_path):
     with pytest.raises(StageError, match=r"stats/density_2/summary.json is missing; run `bindlab stats --variant"):
         audit_variant(params, DataPaths(tmp_path), "density_2")
     assert not (tmp_path / "audit").exists()
+
+
+def test_the_training_batches_statistic_is_on_the_pages_and_in_the_metrics(audited):
+    import json
+    params, paths = audited
+    props = json.loads((paths.audit("density_2") / "properties.json").read_text())
+    summary = json.loads((paths.stats("density_2") / "summary.json").read_text())["batches"]
+    assert set(props["minimal_pair"]) == {*params.vocab.attribute_types, "shape"}
+    assert {t: p["measured"] for t, p in props["minimal_pair"].items()} == summary["minimal_pair"]
+    assert all(p["declared"] is None for p in props["minimal_pair"].values())   # density_2 declares no target
+    assert props["singled_out_by_color_shape"]["measured"] == summary["singled_out_by_color_shape"]
+    text = (paths.audit("density_2") / "index.html").read_text()
+    row = re.search(r"<tr><th>minimal pairs in training batches</th>.*?</tr>", text, re.S).group(0)
+    assert "not declared" in row and f"colour and shape alone single out {summary['singled_out_by_color_shape']:.3f}" in row
+    assert f"texture {summary['minimal_pair']['texture']:.3f}" in row
+    o = (paths.root / "audit" / "index.html").read_text()
+    assert "colour + shape single out" in o and f"<td>{summary['singled_out_by_color_shape']:.3f}</td>" in o

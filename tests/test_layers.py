@@ -23,12 +23,12 @@ MAX_LINES = 450
 
 # bottom layer first; a new module must be placed here
 LAYERS = (
-    ("errors", "paths", "io", "look", "figures", "intervals", "timing", "datadocs"),
+    ("errors", "paths", "io", "look", "figures", "intervals", "timing", "datadocs", "sampler", "kernels"),
     ("params",),
     ("contracts",),
     ("wording", "scenes", "model"),
-    ("render", "captions", "stats", "benchmark", "train", "metrics", "suites", "findings", "audit"),
-    ("expectations", "validate", "evaluate", "chance", "report_pages", "report"),
+    ("render", "captions", "stats", "benchmark", "train", "metrics", "suites", "sight", "findings", "audit"),
+    ("expectations", "validate", "evaluate", "chance", "heatmap", "verdict_table", "report_pages", "report"),
     ("cli",),
 )
 LAYER = {m: i for i, names in enumerate(LAYERS) for m in names}

@@ -39,19 +39,27 @@ def test_the_level_off_verdicts_stand_beside_the_shared_budgets(tmp_path):
     params, paths, _ = setup(tmp_path / "default", levels=dict(LEVEL, ideal=0.90))
     report_stage(params, paths, converged=folder)
     summary = (paths.report / "summary.md").read_text()
-    assert ("At their level-off (profile `converged`: 5000 steps, runs ideal/seed0, density_1/seed0; not yet "
-            "run: ideal/seed1, so these verdicts rest on the runs above;") in summary
-    assert f"| 1 | Attribute density | own format | **{own[1]['verdict']}** |" in summary
-    assert f"| 7 | Ideal data | full | **{full[7]['verdict']}** |" in summary
+    assert ("Findings 1, 4 and 7 are judged at their level-off (profile `converged`, 5000 steps, 2 runs, "
+            "planned runs not yet done: 1;") in summary
+    # both budgets side by side; the own format's verdict beside the full descriptions' where it differs
+    shared = by_number(json.loads((paths.report / "details.json").read_text()))
+    assert (f"| 1. Too few or too many attributes hurt binding | **{shared[1]['verdict']}** | "
+            f"**{full[1]['verdict']} (own format: {own[1]['verdict']})** |") in summary
+    assert f"| 7. Ideal data gives almost perfect binding | **{shared[7]['verdict']}** | **{full[7]['verdict']}** |" in summary
+    assert "| 2. Objects per image change how well binding is learned | **reproduced** | — |" in summary
     page = (paths.report / "index.html").read_text()
     assert "<th>scored on</th>" in page and f"<td>{own[1]['verdict']}</td>" in page
+    assert "not yet run: ideal/seed1" in page   # the run list: in the page, not the summary
+    assert f"At the level-off (own format): {own[1]['verdict']}</b>" in page
 
 
 def test_without_a_converged_run_the_report_says_so(tmp_path):
     params, paths, _ = setup(tmp_path)
     report_stage(params, paths, converged=tmp_path / "results" / "converged")
     summary = (paths.report / "summary.md").read_text()
-    assert "judged by the `converged` profile (docs/pipeline.md, Profiles), which has not been run" in summary
+    assert "the `converged` profile, which judges findings 1, 4 and 7 there, has not been run" in summary
+    row = next(x for x in summary.splitlines() if x.startswith("| 7. Ideal data"))
+    assert row.split(" | ")[2] == "**not run**" and "| 2. Objects per image change how well binding is learned | **reproduced** | — |" in summary
 
 
 def test_an_unreadable_converged_report_is_named(tmp_path):

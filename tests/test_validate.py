@@ -280,3 +280,27 @@ def test_data_docs_without_npm_keep_their_links_and_say_so(tmp_path, monkeypatch
     assert datadocs.make_offline(page.parent) is False
     assert "https://code.jquery.com" in page.read_text()
     assert datadocs.main(["fetch"]) == 2
+
+
+def test_a_declared_share_of_minimal_pairs_is_checked_with_gx(tiny_data, tmp_path):
+    """A variant that declares `minimal_pairs` gets one GX expectation per attribute type and the shape
+    on its training batches; the tiny study's random scenes have no minimal pairs, so a target of 0.2
+    fails on every type and a target of 0 passes."""
+    from tiny import copy_study
+    params, paths, _ = copy_study(tiny_data, tmp_path)
+
+    def declaring(share):
+        return params.model_copy(update={"variants": {**params.variants,
+                                                      "ideal": {"scenes": "train", "minimal_pairs": share}}})
+
+    types = {*params.vocab.attribute_types, "shape"}
+    results = validate_variant(declaring(0.0), paths, "ideal")
+    batch_rows = [r for r in results["expectations"] if r["table"] == "batches"]
+    assert results["success"] and {r["column"] for r in batch_rows} == types
+    assert all(r["why"].startswith("declared minimal_pairs 0:") for r in batch_rows)
+    assert "batches" not in validate_variant(params, paths, "ideal")["docs"]  # no target: no expectation
+    with pytest.raises(StageError, match=r"batches\.texture: expect_column_min_to_be_between expected 0\.2 \.\. 1, "
+                                         r"observed 0 \(declared minimal_pairs 0\.2"):
+        validate_variant(declaring(0.2), paths, "ideal")
+    results = json.loads((paths.validation("ideal") / "results.json").read_text())
+    assert results["failed"] == len(types) and not (paths.validation("ideal") / "passed.json").exists()
