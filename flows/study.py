@@ -130,7 +130,8 @@ def _artifacts(root: Path, variants: list[str], seeds: list[int], metric: str) -
     report = paths.report / "index.html"
     lines = ["# bindlab study", ""]
     if report.exists():
-        summary = (paths.report / "summary.md").read_text()
+        # summary.md links into the page beside it (index.html#...): in the artifact, through the files server
+        summary = (paths.report / "summary.md").read_text().replace("](index.html", f"]({files_url(report, root)}")
         lines += [f"[findings report]({files_url(report, root)})", "", summary, ""]
     overview = paths.root / "audit" / "index.html"
     if overview.exists():
