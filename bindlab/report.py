@@ -129,7 +129,8 @@ def build(params: Params, paths: DataPaths) -> dict:
     out = {"metric": params.study.metric, "seeds": params.study.seeds, "profile": params.profile,
            "min_effect": params.study.min_effect, "n_images": numbers.n_images,
            "bootstrap": {"unit": "benchmark image", "resamples": intervals.RESAMPLES, "seed": intervals.SEED,
-                         "level": intervals.LEVEL, "seeds": "resampled per variant when several"},
+                         "level": intervals.LEVEL, "seeds": "resampled per variant when several",
+                         "seed_sd": params.study.seed_sd},
            "chance": {"i2t_pairwise": 0.5, "i2t_strict_computed": max(r["chance"].get("i2t_strict", 0.0) for r in evals),
                       "i2t_strict_measured": max(m["i2t_strict"] for m in measured) if measured else None},
            "missing_runs": missing, "findings": []}

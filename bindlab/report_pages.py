@@ -16,7 +16,7 @@ from bindlab.findings import FINDINGS, Finding, Numbers
 from bindlab.heatmap import heatmap_png, merged
 from bindlab.metrics import HEADLINE
 from bindlab.params import Params
-from bindlab.verdict_table import html_caveats, markdown_caveats, html_table, markdown_table, rows
+from bindlab.verdict_table import html_caveats, html_table, markdown_caveats, markdown_table, one_seed_note, rows
 
 
 # finding 4's second panel: binding by the saliency rank of the objects an item involves
@@ -227,12 +227,6 @@ def _effect_cell(f: dict) -> str:
     return f"{f['effect']:+.3f} [{f['ci'][0]:+.3f}, {f['ci'][1]:+.3f}]"
 
 
-# with one seed the intervals cover the benchmark images only; the measured seed spread is in docs/findings.md
-ONE_SEED = ("One seed per variant: the intervals leave out the seed-to-seed spread, which on the degraded data "
-            "of findings 4-6 is larger than the image interval (docs/findings.md); those verdicts need "
-            "study.seeds with several seeds. ")
-
-
 def markdown(result: dict, minutes: float | None = None, checkpoint_seconds: dict | None = None,
              heatmap: str | None = None) -> str:
     """The summary: one line on the study, the verdict table, its caveats (`heatmap`: where the per-type
@@ -374,7 +368,7 @@ def _section(params: Params, result: dict, f: dict, spec: Finding) -> list[str]:
 def html_page(params: Params, result: dict) -> str:
     parts = [*_summary(params, result),
              HOW_TO_READ.format(resamples=intervals.RESAMPLES, m=params.study.min_effect,
-                                seed_note=ONE_SEED if len(params.study.seeds) == 1 else "",
+                                seed_note=html.escape(one_seed_note(result) + " ").replace("`", "").lstrip(),
                                 swap_and_replace=html.escape(SWAP_AND_REPLACE).replace("`", "")),
              '<p class="small">Variant names link to their data audit pages, seeds to their eval.json; '
              '<a href="../audit/index.html">audit overview</a>.</p>']

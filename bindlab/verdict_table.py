@@ -189,13 +189,22 @@ def markdown_table(table: list[Row]) -> list[str]:
     return lines
 
 
+def one_seed_note(result: dict) -> str:
+    """What a one-seed interval holds: the image bootstrap alone, or also the measured seed spread."""
+    if len(result["seeds"]) != 1:
+        return ""
+    if result.get("bootstrap", {}).get("seed_sd"):
+        return (f"One seed per variant: each interval is widened by the seed-to-seed spread measured on this "
+                f"data (`study.seed_sd` {result['bootstrap']['seed_sd']}); three seeds measure it instead "
+                f"(`docs/findings.md`).")
+    return ("One seed per variant: the intervals leave out the seed-to-seed spread, larger than the "
+            "image interval for findings 4-6 (`docs/findings.md`).")
+
+
 def caveats(result: dict, heatmap: str | None) -> list[str]:
     """At most three one-line caveats: one seed, where the level-off judges, where the detail is (their
     markdown text; `markdown_caveats` makes them list items, so each stays a line of its own)."""
-    out = []
-    if len(result["seeds"]) == 1:
-        out.append("One seed per variant: the intervals leave out the seed-to-seed spread, larger than the "
-                   "image interval for findings 4-6 (`docs/findings.md`).")
+    out = [note] if (note := one_seed_note(result)) else []
     if "converged" in result:
         conv = result["converged"]
         if conv is None:

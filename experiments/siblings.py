@@ -14,8 +14,10 @@ scored on the shared benchmark, beside the ideal at the same budget (the default
 there at this budget, else trained here), with the minimal-pair statistic of both runs' batches:
 
     python -m experiments.siblings --steps 500 --k 3 --out /tmp/siblings [--data data] [--threads 2]
+    python -m experiments.siblings --collect A/siblings_k3.json B/siblings_k7.json --out seeing.png
 
-Writes only under --out: its params, data root (links to --data's inputs), runs and siblings_kK.json.
+Writes only under --out: its params, data root (links to --data's inputs), runs, siblings_kK.json and
+siblings_kK.png (seeing per type against the minimal-pair share).
 """
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ from bindlab.captions import captions_stage
 from bindlab.contracts import SCENES, read_eval, scenes_of
 from bindlab.errors import StageError, require
 from bindlab.evaluate import evaluate_stage
-from bindlab.io import write_json, write_parquet
+from bindlab.figures import figure_png
+from bindlab.io import atomic_path, write_json, write_parquet
 from bindlab.params import Params, ParamsError, apply_profile, load_params, parse_combo
 from bindlab.paths import DataPaths
 from bindlab.render import render_stage
@@ -293,6 +296,43 @@ def table(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def plot(results: list[dict]) -> bytes:
+    """Seeing per type against the share of minimal pairs in the run's batches, one point per run and
+    type (runs as markers, types as colours): does what the batches make necessary predict what is seen?"""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    runs = {f"{name} ({r['steps']} steps)": run for r in results for name, run in r["runs"].items()}
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    colours = dict(zip(TABLE_KINDS, plt.get_cmap("tab10").colors))
+    for marker, (label, run) in zip("os^Dv<>px*", runs.items()):
+        for t in TABLE_KINDS:
+            k = run["by_kind"][t]
+            ax.scatter(k["minimal_pair"], k["replace"], marker=marker, color=colours[t], s=40)
+        ax.scatter([], [], marker=marker, color="grey", label=label)
+    for t, c in colours.items():
+        ax.scatter([], [], marker="s", color=c, label=t)
+    ax.set(xlabel="share of images with a minimal pair of this type in their batch",
+           ylabel="replace i2t pairwise (seeing)", ylim=(0.45, 1.0))
+    ax.axhline(0.95, color="grey", lw=0.8, ls="--")
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.tight_layout()
+    return figure_png(fig, 110)
+
+
+def collect(files: list[Path], png: Path) -> str:
+    """One table and one plot from several runs of the experiment (their siblings_kK.json)."""
+    for f in files:
+        require(f, "python -m experiments.siblings --steps N --k K --out DIR")
+    results = [json.loads(Path(f).read_text()) for f in files]
+    with atomic_path(png) as tmp:
+        tmp.write_bytes(plot(results))
+    runs = {}
+    for r in results:
+        runs.update({f"{n} {r['steps']}": run for n, run in r["runs"].items()})
+    return f"{table(runs)}\n-> {png}"
+
+
 def run(data: Path, base_params: Path, out: Path, steps: int, k: int, threads: int = 2, seed: int | None = None,
         fresh: bool = False) -> dict:
     """The whole experiment; -> what out/siblings_kK.json holds."""
@@ -340,6 +380,8 @@ def run(data: Path, base_params: Path, out: Path, steps: int, k: int, threads: i
               "ideal_source": str(reused) if reused else str(work.metrics(ideal, seed) / "eval.json"),
               "replaced": dict(record["type"].value_counts(sort=True).iter_rows()), "runs": runs}
     write_json(out / f"{name}.json", result)
+    with atomic_path(out / f"{name}.png") as tmp:
+        tmp.write_bytes(plot([result]))
     print(f"\n{steps} steps x batch {v.batch_size}, seed {seed}; minimal pairs and colour+shape over the first "
           f"{m} batches\n{table(runs)}\n-> {out / f'{name}.json'}", flush=True)
     return result
@@ -347,7 +389,7 @@ def run(data: Path, base_params: Path, out: Path, steps: int, k: int, threads: i
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, required=True)
+    ap.add_argument("--steps", type=int)
     ap.add_argument("--k", type=int, default=3, help="siblings per parent scene")
     ap.add_argument("--out", type=Path, required=True, help="folder for everything the experiment writes")
     ap.add_argument("--data", type=Path, default=Path("data"), help="the study's data root (read only)")
@@ -355,10 +397,15 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=None, help="training seed (default: study.seeds[0])")
     ap.add_argument("--fresh", action="store_true", help="retrain runs that --out already holds")
+    ap.add_argument("--collect", type=Path, nargs="+", metavar="JSON",
+                    help="only join runs' siblings_kK.json into one table and OUT (a .png)")
     a = ap.parse_args(argv)
-    if a.k < 1 or a.steps < 1:
-        ap.error("--k and --steps must be at least 1")
+    if not a.collect and (a.steps is None or a.k < 1 or a.steps < 1):
+        ap.error("--steps is required, and --k and --steps must be at least 1")
     try:
+        if a.collect:
+            print(collect(a.collect, a.out))
+            return 0
         run(a.data, a.params, a.out, a.steps, a.k, a.threads, a.seed, a.fresh)
     except (ParamsError, StageError) as e:
         print(f"experiments.siblings: error: {e}", file=sys.stderr)

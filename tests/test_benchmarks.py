@@ -1,10 +1,12 @@
 """The speed benchmarks (benchmarks/) run end to end on a tiny study and print their figures."""
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
-from benchmarks import binding, captions, evaluate, render, train, validate
+import torch
+from benchmarks import binding, captions, evaluate, kernels, render, train, validate
 from bindlab.evaluate import evaluate_stage
 from bindlab.train import train_stage
 from tiny import copy_study, tiny_raw, write_params
@@ -66,3 +68,19 @@ def test_missing_data_ends_the_training_benchmark_with_one_line(tmp_path, capfd)
     assert train.main(["--params", str(pf), "--data", str(tmp_path / "data"), "--quick"]) == 2
     err = capfd.readouterr().err.strip().splitlines()   # the candidates' processes print nothing
     assert len(err) == 1 and err[0].startswith("python -m benchmarks.train: error:") and "missing" in err[0]
+
+
+def test_the_kernel_fingerprint_is_the_training_of_the_study(trained, capsys):
+    """The pinned row's md5 is that of the weights `bindlab train` wrote for the same steps, so comparing
+    the row across machines compares the study's training bytes."""
+    folder, params, paths = trained
+    steps = params.variant("ideal").steps
+    assert kernels.main(["--params", str(folder / "params.yaml"), "--data", str(paths.root), "-n", str(steps)]) == 0
+    out = capsys.readouterr().out
+    rows = dict(re.findall(r"^  (\S.*?) +[A-Z0-9]+ +([0-9a-f]{32}) +\d+ +\d\.\d\dx$", out, re.M))
+    assert set(rows) == set(kernels.CONFIGS), out
+    h = hashlib.md5()
+    for name, t in torch.load(paths.model("ideal", params.seed) / "last.pt", weights_only=False)["model"].items():
+        h.update(name.encode())
+        h.update(t.contiguous().numpy().tobytes())
+    assert rows["pinned (the study's)"] == h.hexdigest()

@@ -166,3 +166,11 @@ def test_the_experiment_runs_end_to_end_and_reuses_the_study_ideal(tiny_data, tm
     assert second["ideal_source"] == str(DataPaths(data).metrics("ideal", 0) / "eval.json")
     assert not (tmp_path / "two" / "data" / "models" / "ideal").exists()
     assert second["runs"] == first["runs"]
+
+    # the plot of each run, and several runs joined into one table and one plot
+    assert (tmp_path / "one" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    out = tmp_path / "joined.png"
+    assert main(["--collect", str(tmp_path / "one" / f"{name}.json"), str(tmp_path / "two" / f"{name}.json"),
+                 "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["--collect", str(tmp_path / "none.json"), "--out", str(out)]) == 2
