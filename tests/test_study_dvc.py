@@ -61,9 +61,10 @@ def test_dvc_study_end_to_end(dvc_study, tmp_path):
     out = dvc(folder, "repro").stdout
     assert "Running stage" not in out, out
 
-    # one variant's knob: that variant's stages (and the cross-variant pages) only
+    # one variant's knob: that variant's stages (and the cross-variant pages) only; stats reads the
+    # variant's params itself (its batch statistic draws the variant's training batches)
     edit_params(folder, lambda r: r["variants"]["one_object"].update(objects_mentioned=2))
-    assert stale(folder) == {"captions@one_object", "validate@one_object", "audit@one_object",
+    assert stale(folder) == {"captions@one_object", "stats@one_object", "validate@one_object", "audit@one_object",
                              "train@one_object-0", "audit_overview", "report"}
     edit_params(folder, lambda r: r["variants"]["one_object"].update(objects_mentioned=1))
     # the training config: training only (evaluation follows through its deps), no data stage
